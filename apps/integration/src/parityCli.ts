@@ -1,0 +1,1 @@
+console.log('parity: not implemented yet')

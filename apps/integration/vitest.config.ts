@@ -1,0 +1,10 @@
+import { defineConfig } from 'vitest/config'
+
+// No `@xattn/source` condition here: the integration app tests the built packages (`dist`).
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+  },
+})

@@ -1,0 +1,3 @@
+import { sourceConfig } from '../../vitest.shared'
+
+export default sourceConfig()
