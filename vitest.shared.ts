@@ -1,5 +1,24 @@
 import { defineConfig } from 'vitest/config'
 
+// vitest 5's error reporter calls Map.groupBy, which Node 20 lacks (added in Node 21): without
+// this, a failing test crashes the reporter instead of being reported.
+export function polyfillMapGroupBy(): void {
+  const mapConstructor = Map as unknown as { groupBy?: unknown }
+  if (typeof mapConstructor.groupBy === 'function') return
+  mapConstructor.groupBy = <K, V>(items: Iterable<V>, keyOf: (item: V, index: number) => K) => {
+    const groups = new Map<K, V[]>()
+    let index = 0
+    for (const item of items) {
+      const key = keyOf(item, index++)
+      const group = groups.get(key)
+      if (group === undefined) groups.set(key, [item])
+      else group.push(item)
+    }
+    return groups
+  }
+}
+polyfillMapGroupBy()
+
 /**
  * Vitest config for workspace packages: `@xattn/*` imports resolve to their TypeScript sources
  * through the `@xattn/source` export condition, so tests never need a prior build.
@@ -14,7 +33,9 @@ export function sourceConfig(options: { testTimeout?: number } = {}) {
       testTimeout: options.testTimeout ?? 60_000,
       hookTimeout: 60_000,
       typecheck: { enabled: true, include: ['src/**/*.test-d.ts', 'test/**/*.test-d.ts'] },
-      server: { deps: { inline: [/@xattn\//] } },
+      // tfjs-core's gradient registrations are extensionless ESM; vite transforms them (and the
+      // ops they import) instead of handing them to Node, which cannot load them.
+      server: { deps: { inline: [/@xattn\//, /tfjs-core\/dist\/(?!tf-core)/] } },
     },
   })
 }

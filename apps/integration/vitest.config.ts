@@ -1,4 +1,7 @@
 import { defineConfig } from 'vitest/config'
+import { polyfillMapGroupBy } from '../../vitest.shared'
+
+polyfillMapGroupBy()
 
 // No `@xattn/source` condition here: the integration app tests the built packages (`dist`).
 export default defineConfig({

@@ -8,4 +8,7 @@ export default defineConfig({
   clean: true,
   target: 'es2022',
   treeshake: true,
+  // tfjs-core's gradient registrations ship only as extensionless ESM: bundle them (see
+  // src/registerGradients.ts). Everything else of tfjs-core stays an external peer.
+  noExternal: [/^@tensorflow\/tfjs-core\/dist\//],
 })
