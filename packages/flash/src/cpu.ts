@@ -1,1 +1,5 @@
-export const PACKAGE_NAME = '@xattn/flash'
+// Side-effect entry: registers FlashAttention(Grad) for the tfjs `cpu` backend.
+import { flashCpuKernelConfigs } from './cpuKernels.js'
+import { registerFlashKernels } from './registerFlashKernels.js'
+
+registerFlashKernels(flashCpuKernelConfigs)

@@ -1,1 +1,5 @@
-export const PACKAGE_NAME = '@xattn/flash'
+// Side-effect entry: registers FlashAttention(Grad) for the tfjs `wasm` backend.
+import { registerFlashKernels } from './registerFlashKernels.js'
+import { flashWasmKernelConfigs } from './wasmKernels.js'
+
+registerFlashKernels(flashWasmKernelConfigs)
