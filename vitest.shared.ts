@@ -1,4 +1,8 @@
+import { fileURLToPath } from 'node:url'
 import { defineConfig } from 'vitest/config'
+
+/** Registers the Node backends and activates cpu before each test file. */
+export const TEST_SETUP_FILE = fileURLToPath(new URL('./packages/test-utils/src/setup.ts', import.meta.url))
 
 // vitest 5's error reporter calls Map.groupBy, which Node 20 lacks (added in Node 21): without
 // this, a failing test crashes the reporter instead of being reported.
@@ -30,6 +34,7 @@ export function sourceConfig(options: { testTimeout?: number } = {}) {
     ssr: { resolve: { conditions: ['@xattn/source', 'module', 'node', 'import', 'default'] } },
     test: {
       include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+      setupFiles: [TEST_SETUP_FILE],
       testTimeout: options.testTimeout ?? 60_000,
       hookTimeout: 60_000,
       typecheck: { enabled: true, include: ['src/**/*.test-d.ts', 'test/**/*.test-d.ts'] },

@@ -165,7 +165,7 @@ describeEachBackend('attendReference gradients', () => {
           })
         numeric[i] = (evalAt(plus) - evalAt(minus)) / (2 * step)
       }
-      expectClose(analytic, numeric, { atol: 2e-3, label: ['dq', 'dk', 'dv', 'dbias'][which] })
+      expectClose(analytic, numeric, { atol: 2e-3, label: ['dq', 'dk', 'dv', 'dbias'][which] ?? 'grad' })
     })
     expect(shapes.h % shapes.kvh).toBe(0)
     tf.dispose([q, k, v, bias, keyMask, weights, ...grads])
