@@ -26,7 +26,9 @@ function handMade(header: unknown, data: Uint8Array, headerLength?: number): Uin
 function float32Bytes(values: number[]): Uint8Array {
   const bytes = new Uint8Array(values.length * 4)
   const view = new DataView(bytes.buffer)
-  values.forEach((v, i) => view.setFloat32(i * 4, v, true))
+  values.forEach((v, i) => {
+    view.setFloat32(i * 4, v, true)
+  })
   return bytes
 }
 
