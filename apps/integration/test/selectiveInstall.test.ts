@@ -1,0 +1,172 @@
+import { spawnSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { build } from 'esbuild'
+import { describe, expect, it } from 'vitest'
+import { installedXattn, runScenario, type Scenario } from './support/scenario.js'
+
+// Users install a subset of the packages. Each scenario packs the packages (as published), installs
+// only the named ones with npm into a scratch project outside the workspace, and runs a short
+// script there. Installs are cached by tarball hash, so only changed packages cost an install.
+
+/** Shared prelude: tfjs on cpu, a tiny deterministic q/k/v, and a helper that captures errors. */
+const PRELUDE = `
+import * as tf from '@tensorflow/tfjs-core'
+import { attendReference, getAttention, listAttention, useBackend } from '@xattn/core'
+await useBackend('cpu')
+const values = (n, seed) => Array.from({ length: n }, (_, i) => Math.sin(seed * 31 + i * 0.7))
+const q = tf.tensor4d(values(1 * 4 * 3 * 8, 1), [1, 4, 3, 8])
+const k = tf.tensor4d(values(1 * 2 * 5 * 8, 2), [1, 2, 5, 8])
+const v = tf.tensor4d(values(1 * 2 * 5 * 8, 3), [1, 2, 5, 8])
+const errorOf = (fn) => { try { fn(); return null } catch (e) { return { name: e.name, message: e.message } } }
+const importError = async (name) => { try { await import(name); return null } catch (e) { return e.code ?? e.message } }
+const maxDiff = (a, b) => { const x = a.dataSync(), y = b.dataSync(); let w = 0; for (let i = 0; i < x.length; i++) w = Math.max(w, Math.abs(x[i] - y[i])); return w }
+`
+
+const scenarios = {
+  coreOnly: {
+    name: 'core-only',
+    packages: ['@xattn/core'],
+    script: `${PRELUDE}
+const out = attendReference({ q, k, v }, { causal: true })
+const grad = tf.grad((x) => tf.sum(attendReference({ q: x, k, v })))(q)
+console.log(JSON.stringify({
+  shape: out.shape, gradShape: grad.shape, gradFinite: grad.dataSync().every(Number.isFinite),
+  attention: listAttention(), flashError: errorOf(() => getAttention('flash')),
+  flashImport: await importError('@xattn/flash'),
+}))`,
+  },
+  coreKvHeads: {
+    name: 'core-kv-heads',
+    packages: ['@xattn/core', '@xattn/kv-heads'],
+    script: `${PRELUDE}
+const kvHeads = await import('@xattn/kv-heads')
+console.log(JSON.stringify({
+  packageName: kvHeads.PACKAGE_NAME, attention: listAttention(),
+  transformerImport: await importError('@xattn/transformer'),
+}))`,
+  },
+  coreMemoryFlash: {
+    name: 'core-memory-kv-flash',
+    packages: ['@xattn/core', '@xattn/memory-kv', '@xattn/flash'],
+    script: `${PRELUDE}
+const memoryKv = await import('@xattn/memory-kv')
+await import('@xattn/flash')
+const flash = getAttention('flash')
+const options = { causal: true, alibiSlopes: [0.5, 0.25, 0.125, 0.0625] }
+const ref = attendReference({ q, k, v }, options)
+const out = flash({ q, k, v }, options)
+const gradOf = (attend) => tf.grad((x) => tf.sum(tf.square(attend({ q: x, k, v }, options))))(q)
+console.log(JSON.stringify({
+  packageName: memoryKv.PACKAGE_NAME, attention: listAttention(),
+  forwardDiff: maxDiff(out, ref), gradDiff: maxDiff(gradOf(flash), gradOf(attendReference)),
+}))`,
+  },
+  transformerNoFlash: {
+    name: 'transformer-no-flash',
+    // kv-heads and memory-kv are regular dependencies of transformer: installed from their
+    // tarballs here because they are not on the registry yet.
+    packages: ['@xattn/core', '@xattn/kv-heads', '@xattn/memory-kv', '@xattn/transformer'],
+    script: `${PRELUDE}
+const transformer = await import('@xattn/transformer')
+console.log(JSON.stringify({
+  packageName: transformer.PACKAGE_NAME, attention: listAttention(),
+  flashError: errorOf(() => getAttention('flash')), flashImport: await importError('@xattn/flash'),
+}))`,
+  },
+} satisfies Record<string, Scenario>
+
+const FLASH_HINT = "install @xattn/flash and import it once (import '@xattn/flash')"
+
+describe('selective installs', () => {
+  it('core alone: reference attention and its gradient work; flash is a clear error', () => {
+    const { dir, output } = runScenario(scenarios.coreOnly)
+    expect(installedXattn(dir)).toEqual(['@xattn/core'])
+    expect(output).toMatchObject({
+      shape: [1, 4, 3, 8],
+      gradShape: [1, 4, 3, 8],
+      gradFinite: true,
+      attention: ['reference'],
+      flashImport: 'ERR_MODULE_NOT_FOUND',
+    })
+    const { flashError } = output as { flashError: { name: string; message: string } }
+    expect(flashError.name).toBe('ConfigError')
+    expect(flashError.message).toContain(FLASH_HINT)
+  })
+
+  it('core + kv-heads: loads without transformer', () => {
+    const { dir, output } = runScenario(scenarios.coreKvHeads)
+    expect(installedXattn(dir)).toEqual(['@xattn/core', '@xattn/kv-heads'])
+    expect(output).toMatchObject({
+      packageName: '@xattn/kv-heads',
+      attention: ['reference'],
+      transformerImport: 'ERR_MODULE_NOT_FOUND',
+    })
+  })
+
+  it('core + memory-kv + flash: importing flash registers it, and it matches the reference', () => {
+    const { dir, output } = runScenario(scenarios.coreMemoryFlash)
+    expect(installedXattn(dir)).toEqual(['@xattn/core', '@xattn/flash', '@xattn/memory-kv'])
+    expect(output).toMatchObject({ packageName: '@xattn/memory-kv', attention: ['reference', 'flash'] })
+    const { forwardDiff, gradDiff } = output as { forwardDiff: number; gradDiff: number }
+    // float32 with |q·k| ≲ 3 over 8-wide heads: reordered (tiled, online) softmax sums differ by
+    // a few ulp of O(1) values.
+    expect(forwardDiff).toBeLessThan(1e-5)
+    expect(gradDiff).toBeLessThan(1e-4)
+  })
+
+  it('transformer without flash: loads; asking for flash names what to install', () => {
+    const { dir, output } = runScenario(scenarios.transformerNoFlash)
+    expect(installedXattn(dir)).toEqual([
+      '@xattn/core',
+      '@xattn/kv-heads',
+      '@xattn/memory-kv',
+      '@xattn/transformer',
+    ])
+    expect(output).toMatchObject({
+      packageName: '@xattn/transformer',
+      attention: ['reference'],
+      flashImport: 'ERR_MODULE_NOT_FOUND',
+    })
+    const { flashError } = output as { flashError: { name: string; message: string } }
+    expect(flashError.message).toContain(FLASH_HINT)
+  })
+})
+
+// A bundler that honours `sideEffects` drops modules whose exports are unused unless they are
+// listed there. `import '@xattn/flash'` is used only for its side effects (registering the
+// attention implementation and the kernels), so every file that performs a registration must
+// be listed, or bundled apps silently lose flash.
+describe('bundling a selective install (esbuild, sideEffects honoured)', () => {
+  const entries = {
+    "import '@xattn/flash'": "import '@xattn/flash'",
+    "import '@xattn/flash/cpu'": "import '@xattn/flash/cpu'",
+  }
+  for (const [title, line] of Object.entries(entries)) {
+    it(`${title} still registers flash after bundling`, async () => {
+      const { dir } = runScenario(scenarios.coreMemoryFlash)
+      const entry = join(dir, 'bundle-entry.mjs')
+      writeFileSync(
+        entry,
+        `import * as tf from '@tensorflow/tfjs-core'\nimport '@tensorflow/tfjs-backend-cpu'\nimport { listAttention } from '@xattn/core'\n${line}\n` +
+          "console.log(JSON.stringify({ attention: listAttention(), cpuKernel: tf.getKernel('FlashAttention', 'cpu') !== undefined }))\n",
+      )
+      const outfile = join(dir, 'bundle-out.mjs')
+      await build({
+        entryPoints: [entry],
+        outfile,
+        bundle: true,
+        platform: 'node',
+        format: 'esm',
+        absWorkingDir: dir,
+        external: ['@tensorflow/*'],
+        logLevel: 'silent',
+      })
+      const run = spawnSync(process.execPath, [outfile], { cwd: dir, encoding: 'utf8' })
+      expect(run.status, run.stderr).toBe(0)
+      const output = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? 'null')
+      const expected = line.endsWith("flash'") ? ['reference', 'flash'] : ['reference']
+      expect(output).toEqual({ attention: expected, cpuKernel: true })
+    })
+  }
+})
