@@ -90,9 +90,13 @@ export function alibiBias(slopes: ArrayLike<number>, n: number, m: number, freeK
 export function maskedSoftmax(logits: tf.Tensor4D, mask: tf.Tensor4D | null): tf.Tensor4D {
   return tf.tidy(() => {
     if (mask === null) return tf.softmax(logits) as tf.Tensor4D
-    const filled = tf.where(mask, logits, tf.fill(logits.shape, MASKED_LOGIT))
-    const rowVisible = tf.cast(tf.any(mask, -1, true), 'float32')
-    return tf.mul(tf.softmax(filled), rowVisible)
+    const rowVisible = tf.any(mask, -1, true)
+    // A row with no visible key takes the softmax of its real (finite) logits and is then
+    // zeroed: on webgpu the softmax of an all -maxFloat32 row is NaN, and NaN·0 stays NaN in
+    // both the output and the gradient.
+    const keep = tf.logicalOr(mask, tf.logicalNot(rowVisible))
+    const filled = tf.where(keep, logits, tf.fill(logits.shape, MASKED_LOGIT))
+    return tf.mul(tf.softmax(filled), tf.cast(rowVisible, 'float32'))
   })
 }
 
