@@ -1,5 +1,14 @@
 export const PACKAGE_NAME = '@xattn/transformer'
 
+export type {
+  AutoregressiveNet,
+  AutoregressiveNetCall,
+  AutoregressiveWrapperOptions,
+  GenerateOptions,
+  LogitFilter,
+  LossOptions,
+} from './generation/index.js'
+export { AutoregressiveWrapper, filterLogits, KvCache, sampleToken } from './generation/index.js'
 // training and generation
 export type {
   AdamWOptions,

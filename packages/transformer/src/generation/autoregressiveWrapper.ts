@@ -1,0 +1,289 @@
+import * as tf from '@tensorflow/tfjs-core'
+import { ConfigError, type Module, SeededRandom } from '@xattn/core'
+import { KvCache } from './kvCache.js'
+import { checkFilter, type LogitFilter, sampleToken } from './sampling.js'
+
+const PKG = '@xattn/transformer'
+
+/** Options of a network's forward pass that generation uses. */
+export interface AutoregressiveNetCall {
+  /** bool `[b, n]` (or `[b, offset + n]` with a cache): true = keep. */
+  readonly mask?: tf.Tensor2D
+  /** Incremental-decoding state: positions continue from `cache.offset`. */
+  readonly cache?: KvCache
+}
+
+/**
+ * What {@link AutoregressiveWrapper} needs of a network: a module mapping tokens `int32 [b, n]` to
+ * logits `[b, n, numTokens]` (TransformerWrapper fits).
+ */
+export interface AutoregressiveNet extends Module {
+  readonly maxSeqLen: number
+  readonly numTokens: number
+  forward(tokens: tf.Tensor2D, options?: AutoregressiveNetCall): tf.Tensor3D
+  /** Why this network cannot decode with a KV cache (the option's name), or null when it can. */
+  cacheUnsupportedReason?(): string | null
+}
+
+export interface AutoregressiveWrapperOptions {
+  /** Target value excluded from the loss (default −100, as x-transformers / PyTorch). */
+  readonly ignoreIndex?: number
+  /** Token fed in place of `ignoreIndex` in the inputs, and written after `eos` (default 0). */
+  readonly padValue?: number
+}
+
+export interface LossOptions {
+  /**
+   * bool `[b, n]` (the tokens' mask; the wrapper uses `mask[:, :-1]` for the inputs) or `[b, n-1]`.
+   * As in x-transformers, padded target positions still count in the loss; mark targets to skip
+   * with `ignoreIndex` instead.
+   */
+  readonly mask?: tf.Tensor2D
+}
+
+export interface GenerateOptions {
+  /** Tokens to generate. */
+  readonly seqLen: number
+  /** 0 (default) = greedy argmax; > 0 samples from softmax(filter(logits) / temperature). */
+  readonly temperature?: number
+  /** Logit filter applied before sampling. */
+  readonly filter?: LogitFilter
+  /** Stop once every sequence has produced this token; tokens after it become `padValue`. */
+  readonly eos?: number
+  /** Decode with a KV cache (default true when the network supports it). `true` on a network that cannot is a ConfigError. */
+  readonly cache?: boolean
+  /** Seed of the sampler (default 0). */
+  readonly seed?: number
+  /**
+   * Prompt lengths for a right-aligned (left-padded) batch `[b, t]`: row i's prompt is its last
+   * `promptLens[i]` tokens. Rows are decoded in groups of equal length, so every position
+   * encoding sees exactly the unpadded prompt.
+   */
+  readonly promptLens?: readonly number[]
+}
+
+/**
+ * Next-token training and sampling around a decoder, as x-transformers' `AutoregressiveWrapper`.
+ *
+ * @example
+ * const ar = new AutoregressiveWrapper(net)
+ * const loss = ar.loss(tokens)                   // scalar; differentiable
+ * const out = await ar.generate(prompt, { seqLen: 12 }) // int32 [b, 12], greedy, cached
+ */
+export class AutoregressiveWrapper {
+  readonly ignoreIndex: number
+  readonly padValue: number
+
+  constructor(
+    readonly net: AutoregressiveNet,
+    options: AutoregressiveWrapperOptions = {},
+  ) {
+    this.ignoreIndex = options.ignoreIndex ?? -100
+    this.padValue = options.padValue ?? 0
+  }
+
+  /**
+   * Mean next-token cross-entropy: inputs `tokens[:, :-1]` (with `ignoreIndex` replaced by
+   * `padValue`), targets `tokens[:, 1:]`, averaged over targets that are not `ignoreIndex`.
+   *
+   * Shapes: tokens int32 `[b, n]`, mask bool `[b, n]` or `[b, n-1]` → scalar.
+   */
+  loss(tokens: tf.Tensor2D, { mask }: LossOptions = {}): tf.Scalar {
+    if (tokens.rank !== 2 || tokens.dtype !== 'int32') {
+      throw new ConfigError(
+        PKG,
+        'tokens',
+        `AutoregressiveWrapper.loss: tokens must be int32 [b, n], got ${tokens.dtype} [${tokens.shape}]`,
+      )
+    }
+    const [b, n] = tokens.shape
+    if (n < 2) {
+      throw new ConfigError(
+        PKG,
+        'tokens',
+        `AutoregressiveWrapper.loss: need at least 2 tokens per row, got n=${n}`,
+      )
+    }
+    if (n - 1 > this.net.maxSeqLen) {
+      throw new ConfigError(
+        PKG,
+        'tokens',
+        `AutoregressiveWrapper.loss: ${n - 1} input tokens exceed the network's maxSeqLen ${this.net.maxSeqLen}`,
+      )
+    }
+    if (mask !== undefined) {
+      const ok = mask.rank === 2 && mask.shape[0] === b && (mask.shape[1] === n || mask.shape[1] === n - 1)
+      if (!ok || mask.dtype !== 'bool') {
+        throw new ConfigError(
+          PKG,
+          'mask',
+          `AutoregressiveWrapper.loss: mask must be bool [${b}, ${n}] or [${b}, ${n - 1}], got ${mask.dtype} [${mask.shape}]`,
+        )
+      }
+    }
+    return tf.tidy(() => {
+      const rawInputs = tf.slice(tokens, [0, 0], [b, n - 1])
+      const inputs = tf.where(
+        tf.equal(rawInputs, this.ignoreIndex),
+        tf.fill([b, n - 1], this.padValue, 'int32'),
+        rawInputs,
+      ) as tf.Tensor2D
+      const targets = tf.slice(tokens, [0, 1], [b, n - 1])
+      const inputMask =
+        mask === undefined
+          ? undefined
+          : mask.shape[1] === n
+            ? (tf.slice(mask, [0, 0], [b, n - 1]) as tf.Tensor2D)
+            : mask
+      const logits = this.net.forward(inputs, inputMask === undefined ? {} : { mask: inputMask })
+      const numTokens = logits.shape[2]
+      const valid = tf.notEqual(targets, this.ignoreIndex)
+      const safeTargets = tf.where(valid, targets, tf.zerosLike(targets))
+      const logProbs = tf.logSoftmax(logits, -1)
+      const picked = tf.sum(tf.mul(logProbs, tf.oneHot(safeTargets, numTokens)), -1)
+      const weights = tf.cast(valid, 'float32')
+      // PyTorch's mean over non-ignored targets; all targets ignored gives NaN there, 0 here.
+      const count = tf.maximum(tf.sum(weights), 1)
+      return tf.div(tf.neg(tf.sum(tf.mul(picked, weights))), count) as tf.Scalar
+    })
+  }
+
+  /** Why cached decoding is unavailable for this network, or null. */
+  cacheUnsupportedReason(): string | null {
+    return this.net.cacheUnsupportedReason?.() ?? null
+  }
+
+  /**
+   * Generates `seqLen` tokens after `prompt` (int32 `[b, t]`), returning int32 `[b, seqLen]` (fewer
+   * columns when every row reached `eos`). Greedy at temperature 0; seeded sampling otherwise.
+   * Beyond `maxSeqLen` the network sees the last `maxSeqLen` tokens (a sliding window, as
+   * x-transformers; with the cache the window is re-read, so results equal the uncached path).
+   */
+  async generate(prompt: tf.Tensor2D, options: GenerateOptions): Promise<tf.Tensor2D> {
+    const { seqLen, temperature = 0, filter, eos, seed = 0, promptLens } = options
+    if (prompt.rank !== 2 || prompt.dtype !== 'int32' || prompt.shape[1] < 1) {
+      throw new ConfigError(
+        PKG,
+        'prompt',
+        `generate: prompt must be int32 [b, t] with t ≥ 1, got ${prompt.dtype} [${prompt.shape}]`,
+      )
+    }
+    if (!Number.isInteger(seqLen) || seqLen < 1) {
+      throw new ConfigError(PKG, 'seqLen', `generate: seqLen must be an integer ≥ 1, got ${seqLen}`)
+    }
+    if (!(temperature >= 0) || !Number.isFinite(temperature)) {
+      throw new ConfigError(
+        PKG,
+        'temperature',
+        `generate: temperature must be a finite number ≥ 0, got ${temperature}`,
+      )
+    }
+    checkFilter(filter, this.net.numTokens)
+    const reason = this.cacheUnsupportedReason()
+    if (options.cache === true && reason !== null) {
+      throw new ConfigError(
+        PKG,
+        'cache',
+        `generate: cannot decode with a KV cache because of '${reason}'; pass cache: false`,
+      )
+    }
+    const useCache = (options.cache ?? true) && reason === null
+    const [b, t] = prompt.shape
+    const rows = (await prompt.array()) as number[][]
+    let prompts: number[][]
+    if (promptLens !== undefined) {
+      if (promptLens.length !== b || promptLens.some((len) => !Number.isInteger(len) || len < 1 || len > t)) {
+        throw new ConfigError(
+          PKG,
+          'promptLens',
+          `generate: promptLens must hold ${b} integers in [1, ${t}], got [${promptLens.join(', ')}]`,
+        )
+      }
+      prompts = rows.map((row, i) => row.slice(t - (promptLens[i] as number)))
+    } else {
+      prompts = rows
+    }
+    const rng = new SeededRandom(seed)
+    const sample = { temperature, filter, rng }
+    // Rows of equal prompt length decode together; each group is exact for every position scheme.
+    const groups = new Map<number, number[]>()
+    for (const [i, p] of prompts.entries()) groups.set(p.length, [...(groups.get(p.length) ?? []), i])
+    const generated: number[][] = prompts.map(() => [])
+    for (const indices of groups.values()) {
+      const out = this.decode(
+        indices.map((i) => prompts[i] as number[]),
+        seqLen,
+        useCache,
+        sample,
+        eos,
+      )
+      indices.forEach((row, j) => {
+        generated[row] = out[j] as number[]
+      })
+    }
+    let width = Math.max(...generated.map((g) => g.length))
+    if (eos !== undefined) {
+      // Stop at the step where the last row produced eos (x-transformers' batch-level stop),
+      // then pad every row after its first eos.
+      const firstEos = generated.map((g) => g.indexOf(eos))
+      if (firstEos.every((e) => e >= 0)) width = Math.max(...firstEos) + 1
+      for (const [i, g] of generated.entries()) {
+        const at = firstEos[i] as number
+        generated[i] = g.slice(0, width).map((token, j) => (at >= 0 && j > at ? this.padValue : token))
+      }
+    }
+    return tf.tensor2d(
+      generated.map((g) => g.slice(0, width)),
+      [b, width],
+      'int32',
+    )
+  }
+
+  /** Decodes one group of equal-length prompts; returns the new tokens per row. */
+  private decode(
+    prompts: number[][],
+    seqLen: number,
+    useCache: boolean,
+    sample: { temperature: number; filter: LogitFilter | undefined; rng: SeededRandom },
+    eos: number | undefined,
+  ): number[][] {
+    const maxSeqLen = this.net.maxSeqLen
+    const out = prompts.map((p) => [...p])
+    const done = prompts.map(() => false)
+    let cache = useCache ? new KvCache() : null
+    const wasTraining = this.net.training
+    this.net.eval()
+    try {
+      for (let step = 0; step < seqLen; step++) {
+        const length = (out[0] as number[]).length
+        const windowStart = Math.max(0, length - maxSeqLen)
+        if (cache !== null && windowStart > 0) {
+          // Past maxSeqLen the window slides: re-read it so positions restart at 0.
+          cache.dispose()
+          cache = new KvCache()
+        }
+        const feedFrom = cache === null ? windowStart : windowStart + cache.offset
+        const feed = out.map((row) => row.slice(feedFrom))
+        const rows = tf.tidy(() => {
+          const x = tf.tensor2d(feed, [feed.length, length - feedFrom], 'int32')
+          const logits = this.net.forward(x, cache === null ? {} : { cache })
+          const [bb, n, v] = logits.shape
+          return tf.reshape(tf.slice(logits, [0, n - 1, 0], [bb, 1, v]), [bb, v])
+        })
+        cache?.advance(length - feedFrom)
+        const values = rows.arraySync() as number[][]
+        rows.dispose()
+        for (const [i, row] of values.entries()) {
+          const token = sampleToken(row, sample)
+          ;(out[i] as number[]).push(token)
+          if (token === eos) done[i] = true
+        }
+        if (eos !== undefined && done.every(Boolean)) break
+      }
+    } finally {
+      cache?.dispose()
+      this.net.train(wasTraining)
+    }
+    return out.map((row, i) => row.slice((prompts[i] as number[]).length))
+  }
+}
