@@ -1,0 +1,438 @@
+// The kv-heads × memory-kv grid, run against the BUILT packages: for every combination of head
+// counts, KV head counts, memory slots, causality, key masks and self/cross attention, the
+// composed pipeline (projections → memory prepend → reference attention → merge heads) must
+// equal an independent plain-loops implementation, forward and gradients (x, context, to_q,
+// to_k, to_v, mem_k, mem_v). The seed of the project — one KV head together with memory KV,
+// which crashed x-transformers — is named among them.
+
+import * as tf from '@tensorflow/tfjs-core'
+import { attendReference, type HeadLayout, headLayout } from '@xattn/core'
+import { expandKv, mergeHeads, QKVProjection } from '@xattn/kv-heads'
+import { MemoryKV, prependMemoryKv } from '@xattn/memory-kv'
+import { describeEachBackend, expectClose, randomTensor, testRng } from '@xattn/test-utils'
+import { expect, it } from 'vitest'
+
+// ---------------------------------------------------------------------------------------------
+// The oracle: everything in float64 loops, written from the conventions (torch Linear y = x·Wᵀ,
+// 'b n (h d) -> b h n d', memory slots first and always visible, query head i ↔ KV head i % kvh,
+// bottom-right causal over M + m keys, fully masked rows give 0), not from the packages.
+
+interface Dims {
+  b: number
+  n: number // queries
+  m: number // real keys (= n for self-attention)
+  dim: number
+  dimKv: number
+  h: number
+  kvh: number
+  d: number
+  dv: number
+  mem: number
+  causal: boolean
+}
+
+interface Params {
+  x: ArrayLike<number> // [b n dim]
+  context: ArrayLike<number> | null // [b m dimKv]
+  wq: ArrayLike<number> // [h·d, dim]
+  wk: ArrayLike<number> // [kvh·d, dimKv]
+  wv: ArrayLike<number> // [kvh·dv, dimKv]
+  memK: ArrayLike<number> | null // [kvh mem d]
+  memV: ArrayLike<number> | null // [kvh mem dv]
+}
+
+function project(src: ArrayLike<number>, w: ArrayLike<number>, rows: number, inF: number, outF: number) {
+  const y = new Float64Array(rows * outF)
+  for (let r = 0; r < rows; r++)
+    for (let o = 0; o < outF; o++) {
+      let acc = 0
+      for (let i = 0; i < inF; i++) acc += (src[r * inF + i] as number) * (w[o * inF + i] as number)
+      y[r * outF + o] = acc
+    }
+  return y
+}
+
+/** Output `[b n (h dv)]` (heads merged), as a flat float64 array. */
+function pipelineLoops(p: Params, s: Dims, keyMask: Uint8Array | null): Float64Array {
+  const { b, n, m, dim, dimKv, h, kvh, d, dv, mem } = s
+  const src = p.context ?? p.x
+  const q = project(p.x, p.wq, b * n, dim, h * d) // [b n (h d)]
+  const k = project(src, p.wk, b * m, dimKv, kvh * d) // [b m (kvh d)]
+  const v = project(src, p.wv, b * m, dimKv, kvh * dv)
+  const total = mem + m
+  const out = new Float64Array(b * n * h * dv)
+  for (let bi = 0; bi < b; bi++)
+    for (let hi = 0; hi < h; hi++) {
+      const kv = hi % kvh
+      for (let i = 0; i < n; i++) {
+        const logits = new Float64Array(total)
+        const visible: boolean[] = []
+        for (let j = 0; j < total; j++) {
+          let dot = 0
+          for (let c = 0; c < d; c++) {
+            const key =
+              j < mem
+                ? (p.memK?.[(kv * mem + j) * d + c] as number)
+                : (k[(bi * m + j - mem) * kvh * d + kv * d + c] as number)
+            dot += (q[(bi * n + i) * h * d + hi * d + c] as number) * key
+          }
+          logits[j] = dot / Math.sqrt(d)
+          let ok = !(s.causal && j > i + (total - n))
+          if (j >= mem && keyMask !== null && keyMask[bi * m + j - mem] === 0) ok = false
+          visible.push(ok)
+        }
+        if (!visible.some(Boolean)) continue
+        let max = Number.NEGATIVE_INFINITY
+        for (let j = 0; j < total; j++) if (visible[j]) max = Math.max(max, logits[j] as number)
+        let sum = 0
+        const e = new Float64Array(total)
+        for (let j = 0; j < total; j++) {
+          e[j] = visible[j] ? Math.exp((logits[j] as number) - max) : 0
+          sum += e[j] as number
+        }
+        for (let c = 0; c < dv; c++) {
+          let acc = 0
+          for (let j = 0; j < total; j++) {
+            const value =
+              j < mem
+                ? (p.memV?.[(kv * mem + j) * dv + c] as number)
+                : (v[(bi * m + j - mem) * kvh * dv + kv * dv + c] as number)
+            acc += ((e[j] as number) / sum) * value
+          }
+          out[(bi * n + i) * h * dv + hi * dv + c] = acc
+        }
+      }
+    }
+  return out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The grid.
+
+interface Combo {
+  heads: 4 | 6
+  kv: 'all' | 'half' | 'one'
+  mem: 0 | 1 | 3
+  causal: boolean
+  masked: boolean
+  cross: boolean
+}
+
+const GRID: Combo[] = []
+for (const heads of [4, 6] as const)
+  for (const kv of ['all', 'half', 'one'] as const)
+    for (const mem of [0, 1, 3] as const)
+      for (const causal of [false, true])
+        for (const masked of [false, true])
+          for (const cross of [false, true]) GRID.push({ heads, kv, mem, causal, masked, cross })
+
+const isSeed = (c: Combo) => c.kv === 'one' && c.mem > 0
+
+function comboName(c: Combo): string {
+  const kvh = c.kv === 'all' ? c.heads : c.kv === 'half' ? c.heads / 2 : 1
+  return [
+    isSeed(c) ? 'seed (one KV head + memory KV): ' : '',
+    `heads=${c.heads} kvHeads=${kvh} numMemKv=${c.mem}`,
+    c.causal ? ' causal' : '',
+    c.masked ? ' keyMask' : '',
+    c.cross ? ' cross m≠n' : ' self',
+  ].join('')
+}
+
+function dimsOf(c: Combo): { dims: Dims; layout: HeadLayout } {
+  const kvh = c.kv === 'all' ? c.heads : c.kv === 'half' ? c.heads / 2 : 1
+  // valueDimHead ≠ dimHead for 4 heads, so a swapped d/dv anywhere shows up.
+  const layout = headLayout({ heads: c.heads, kvHeads: kvh, dimHead: 2, valueDimHead: c.heads === 4 ? 3 : 2 })
+  const n = 3
+  return {
+    layout,
+    dims: {
+      b: 2,
+      n,
+      m: c.cross ? 4 : n,
+      dim: 8,
+      dimKv: c.cross ? 6 : 8,
+      h: c.heads,
+      kvh,
+      d: layout.dimHead,
+      dv: layout.valueDimHead,
+      mem: c.mem,
+      causal: c.causal,
+    },
+  }
+}
+
+/** Batch 0: some keys hidden; batch 1: only the last key visible (fully masked causal rows without memory). */
+function keyMaskValues(b: number, m: number): Uint8Array {
+  const values = new Uint8Array(b * m)
+  for (let j = 0; j < m; j++) values[j] = j % 2 === 0 ? 1 : 0
+  values[b * m - 1] = 1
+  return values
+}
+
+interface Built {
+  qkv: QKVProjection
+  memory: MemoryKV | null
+  x: tf.Variable
+  context: tf.Variable | null
+  keyMask: tf.Tensor | null
+  keyMaskData: Uint8Array | null
+  weights: tf.Tensor // [b n (h dv)]: the loss is Σ out · weights
+  dispose(): void
+}
+
+function build(c: Combo, dims: Dims, layout: HeadLayout, seed: number): Built {
+  const qkv = new QKVProjection({ layout, dim: dims.dim, dimKv: dims.dimKv, rng: seed })
+  const memory = c.mem > 0 ? new MemoryKV({ layout, numMemKv: c.mem, rng: seed + 1 }) : null
+  const xInit = randomTensor([dims.b, dims.n, dims.dim], seed + 2)
+  const x = tf.variable(xInit)
+  xInit.dispose()
+  let context: tf.Variable | null = null
+  if (c.cross) {
+    const init = randomTensor([dims.b, dims.m, dims.dimKv], seed + 3)
+    context = tf.variable(init)
+    init.dispose()
+  }
+  const keyMaskData = c.masked ? keyMaskValues(dims.b, dims.m) : null
+  const keyMask = keyMaskData === null ? null : tf.tensor(keyMaskData, [dims.b, dims.m], 'bool')
+  const weights = randomTensor([dims.b, dims.n, dims.h * dims.dv], seed + 4)
+  return {
+    qkv,
+    memory,
+    x,
+    context,
+    keyMask,
+    keyMaskData,
+    weights,
+    dispose() {
+      qkv.dispose()
+      memory?.dispose()
+      tf.dispose([x, weights])
+      if (context !== null) context.dispose()
+      if (keyMask !== null) keyMask.dispose()
+    },
+  }
+}
+
+/** The composed pipeline under test: `[b n (h dv)]`. */
+function pipeline(t: Built, layout: HeadLayout, causal: boolean): tf.Tensor {
+  return tf.tidy(() => {
+    const { q, k, v } = t.qkv.forward(t.x, t.context)
+    if (t.memory === null) {
+      return mergeHeads(attendReference({ q, k, v }, { causal, keyMask: t.keyMask }))
+    }
+    const p = t.memory.prepend({ k, v }, { keyMask: t.keyMask })
+    expect(p.k.shape[1], 'memory keys carry the KV head count').toBe(layout.kvHeads)
+    return mergeHeads(attendReference({ q, k: p.k, v: p.v }, { causal, keyMask: p.keyMask }))
+  })
+}
+
+function paramsOf(t: Built): Params {
+  return {
+    x: t.x.dataSync(),
+    context: t.context === null ? null : t.context.dataSync(),
+    wq: t.qkv.toQ.weight.dataSync(),
+    wk: t.qkv.toK.weight.dataSync(),
+    wv: t.qkv.toV.weight.dataSync(),
+    memK: t.memory === null ? null : t.memory.memK.dataSync(),
+    memV: t.memory === null ? null : t.memory.memV.dataSync(),
+  }
+}
+
+// Float32 tolerances. Forward: projections sum ≤8 products (x in ±1, weights in ±0.36), memory is
+// standard normal; logits stay O(1–10), so float32 rounding is ~1e-6 and 3e-5 is a safe margin,
+// while any wrong head pairing, slot order, mask or alignment moves outputs by ≥1e-2.
+// Gradients: float32 backprop through softmax against float64 central differences (truncation
+// ~1e-10); errors are ~1e-6 relative to values O(1), so atol 2e-4 + rtol 1e-3.
+const FORWARD_ATOL = 3e-5
+const GRAD_TOL = { atol: 2e-4, rtol: 1e-3 }
+
+/** Central differences of Σ pipelineLoops · weights over one parameter array, in float64. */
+function finiteDifferences(
+  params: Params,
+  key: keyof Params,
+  dims: Dims,
+  keyMask: Uint8Array | null,
+  weights: ArrayLike<number>,
+): Float64Array {
+  const base = params[key] as ArrayLike<number>
+  const loss = (p: Params) => {
+    const out = pipelineLoops(p, dims, keyMask)
+    let s = 0
+    for (let i = 0; i < out.length; i++) s += (out[i] as number) * (weights[i] as number)
+    return s
+  }
+  const eps = 1e-5
+  const grad = new Float64Array(base.length)
+  const work = Float64Array.from(base)
+  for (let i = 0; i < base.length; i++) {
+    const x0 = work[i] as number
+    work[i] = x0 + eps
+    const plus = loss({ ...params, [key]: work })
+    work[i] = x0 - eps
+    const minus = loss({ ...params, [key]: work })
+    work[i] = x0
+    grad[i] = (plus - minus) / (2 * eps)
+  }
+  return grad
+}
+
+function checkCombo(c: Combo, seed: number, { gradients }: { gradients: boolean }): void {
+  const { dims, layout } = dimsOf(c)
+  const t = build(c, dims, layout, seed)
+  const before = tf.memory().numTensors
+  try {
+    const params = paramsOf(t)
+    const expected = pipelineLoops(params, dims, t.keyMaskData)
+    const out = pipeline(t, layout, c.causal)
+    expectClose(out, expected, { atol: FORWARD_ATOL, label: `${comboName(c)} forward` })
+    out.dispose()
+    expect(tf.memory().numTensors, 'forward leaves no tensors').toBe(before)
+    if (!gradients) return
+
+    const vars: [keyof Params, tf.Variable][] = [
+      ['x', t.x],
+      ['wq', t.qkv.toQ.weight],
+      ['wk', t.qkv.toK.weight],
+      ['wv', t.qkv.toV.weight],
+    ]
+    if (t.context !== null) vars.push(['context', t.context])
+    if (t.memory !== null) vars.push(['memK', t.memory.memK], ['memV', t.memory.memV])
+    const { value, grads } = tf.variableGrads(
+      () => tf.sum(tf.mul(pipeline(t, layout, c.causal), t.weights)) as tf.Scalar,
+      vars.map(([, v]) => v),
+    )
+    const weights = t.weights.dataSync()
+    for (const [key, variable] of vars) {
+      const grad = grads[variable.name] as tf.Tensor
+      expect(grad.shape, `${key} gradient shape`).toEqual(variable.shape)
+      expectClose(grad, finiteDifferences(params, key, dims, t.keyMaskData, weights), {
+        ...GRAD_TOL,
+        label: `${comboName(c)} d loss / d ${key}`,
+      })
+    }
+    tf.dispose([value, ...Object.values(grads)])
+    expect(tf.memory().numTensors, 'gradients leave no tensors').toBe(before)
+  } finally {
+    t.dispose()
+  }
+}
+
+describeEachBackend('kv-heads × memory-kv grid (built packages)', () => {
+  it('covers all 144 combinations', () => {
+    expect(GRID.length).toBe(144)
+    expect(new Set(GRID.map(comboName)).size).toBe(144)
+  })
+
+  GRID.forEach((c, index) => {
+    it(`${comboName(c)}: forward and gradients (incl. mem_k, mem_v) equal the loops oracle`, () => {
+      checkCombo(c, 1000 + 10 * index, { gradients: true })
+    })
+  })
+}, ['cpu'])
+
+describeEachBackend('kv-heads × memory-kv grid on wasm (built packages)', () => {
+  // wasm runs a representative slice (every seed combination and the MHA/GQA neighbours with
+  // 3 memory slots); the cpu block above covers all 144 with gradients.
+  GRID.filter((c) => c.mem === 3 && c.masked && (isSeed(c) || c.causal)).forEach((c, index) => {
+    it(`${comboName(c)}: forward and gradients equal the loops oracle`, () => {
+      checkCombo(c, 5000 + 10 * index, { gradients: true })
+    })
+  })
+}, ['wasm'])
+
+// ---------------------------------------------------------------------------------------------
+// Invariants.
+
+describeEachBackend('kv-heads × memory-kv invariants (built packages)', () => {
+  it.each([
+    [4, 2, 0],
+    [6, 3, 3],
+    [6, 1, 2],
+  ])(
+    'GQA (heads=%i, kvHeads=%i, numMemKv=%i) equals MHA with the KV weights and memory duplicated to full heads',
+    (heads, kvHeads, mem) => {
+      const gqaLayout = headLayout({ heads, kvHeads, dimHead: 2, valueDimHead: 3 })
+      const mhaLayout = headLayout({ heads, dimHead: 2, valueDimHead: 3 })
+      const gqa = new QKVProjection({ layout: gqaLayout, dim: 8, rng: 1 })
+      const mha = new QKVProjection({ layout: mhaLayout, dim: 8, rng: 2 })
+      const groups = heads / kvHeads
+      // Full head i must hold KV head i % kvHeads: tiling the whole [kvh·d, dim] block does that.
+      const dup = (w: tf.Tensor) => tf.tile(w, [groups, 1])
+      const wk = dup(gqa.toK.weight)
+      const wv = dup(gqa.toV.weight)
+      mha.loadStateDict({ 'to_q.weight': gqa.toQ.weight, 'to_k.weight': wk, 'to_v.weight': wv })
+      const gqaMemory = mem > 0 ? new MemoryKV({ layout: gqaLayout, numMemKv: mem, rng: 3 }) : null
+      const mhaMemory = mem > 0 ? new MemoryKV({ layout: mhaLayout, numMemKv: mem, rng: 4 }) : null
+      const memKFull = gqaMemory === null ? null : expandKv(tf.expandDims(gqaMemory.memK, 0), gqaLayout)
+      const memVFull = gqaMemory === null ? null : expandKv(tf.expandDims(gqaMemory.memV, 0), gqaLayout)
+      if (mhaMemory !== null && memKFull !== null && memVFull !== null) {
+        mhaMemory.loadStateDict({ mem_k: tf.squeeze(memKFull, [0]), mem_v: tf.squeeze(memVFull, [0]) })
+      }
+      const x = randomTensor([2, 4, 8], 5)
+      const keyMask = tf.tensor([1, 1, 0, 1, 0, 1, 1, 1], [2, 4], 'bool')
+      const run = (proj: QKVProjection, memory: MemoryKV | null) =>
+        tf.tidy(() => {
+          const { q, k, v } = proj.forward(x)
+          const p = memory === null ? { k, v, keyMask } : memory.prepend({ k, v }, { keyMask })
+          return attendReference({ q, k: p.k, v: p.v }, { keyMask: p.keyMask, causal: true })
+        })
+      const a = run(gqa, gqaMemory)
+      const b = run(mha, mhaMemory)
+      // Identical products and sums, only the head bookkeeping differs: agreement to rounding.
+      expectClose(a, b, { atol: 1e-6, label: 'GQA vs duplicated MHA' })
+      tf.dispose([wk, wv, x, keyMask, a, b, memKFull, memVFull].filter((t): t is tf.Tensor => t !== null))
+      gqa.dispose()
+      mha.dispose()
+      gqaMemory?.dispose()
+      mhaMemory?.dispose()
+    },
+  )
+
+  it.each([
+    [4, 4],
+    [4, 2],
+    [4, 1],
+  ])(
+    'memory KV whose keys sit at −∞ logits and whose values are 0 equals no memory KV (heads=%i, kvHeads=%i)',
+    (heads, kvHeads) => {
+      const layout = headLayout({ heads, kvHeads, dimHead: 2 })
+      const qkv = new QKVProjection({ layout, dim: 8, rng: 6 })
+      // Make feature 0 of every query head a constant positive 1: x[..., 0] = 1 and to_q's row
+      // for (head, feature 0) picks it. Memory keys −1e30 along feature 0 then give logits
+      // ≈ −7e29, finite in float32 and far below any real logit, so their softmax weight is 0.
+      const rng = testRng(7)
+      const xValues = Float32Array.from({ length: 2 * 4 * 8 }, (_, i) => (i % 8 === 0 ? 1 : rng() * 2 - 1))
+      const x = tf.tensor(xValues, [2, 4, 8])
+      const wq = qkv.toQ.weight.arraySync() as number[][]
+      for (let h = 0; h < heads; h++) wq[h * 2] = [1, 0, 0, 0, 0, 0, 0, 0]
+      const wqT = tf.tensor(wq)
+      qkv.toQ.weight.assign(wqT)
+      const memory = new MemoryKV({ layout, numMemKv: 3, rng: 8 })
+      const memK = tf.tensor(
+        Float32Array.from({ length: kvHeads * 3 * 2 }, (_, i) => (i % 2 === 0 ? -1e30 : 0)),
+        [kvHeads, 3, 2],
+      )
+      const memV = tf.zeros([kvHeads, 3, 2])
+      memory.loadStateDict({ mem_k: memK, mem_v: memV })
+      const keyMask = tf.tensor([1, 0, 1, 1, 1, 1, 0, 1], [2, 4], 'bool')
+      for (const causal of [false, true]) {
+        const [withMemory, without] = tf.tidy(() => {
+          const { q, k, v } = qkv.forward(x)
+          const p = prependMemoryKv({ k, v }, { memK: memory.memK, memV: memory.memV }, { layout, keyMask })
+          return [
+            attendReference({ q, k: p.k, v: p.v }, { keyMask: p.keyMask, causal }),
+            attendReference({ q, k, v }, { keyMask, causal }),
+          ]
+        }) as [tf.Tensor, tf.Tensor]
+        // Exp of the memory logits underflows to exactly 0, so the weights on real keys are the
+        // same numbers; only summation order may differ.
+        expectClose(withMemory, without, { atol: 1e-6, label: `causal=${causal}` })
+        tf.dispose([withMemory, without])
+      }
+      tf.dispose([x, wqT, memK, memV, keyMask])
+      qkv.dispose()
+      memory.dispose()
+    },
+  )
+}, ['cpu', 'wasm'])
