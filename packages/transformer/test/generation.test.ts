@@ -98,6 +98,24 @@ describeEachBackend('AutoregressiveWrapper.loss', () => {
     )
     const masked = ar.loss(tokens, { mask })
     expect(Number.isFinite(masked.dataSync()[0])).toBe(true)
+    // lossMask keeps targets 1 and 3 of row 0 (tokens[0][2] = 2, tokens[0][4] = 3), none of row 1.
+    const lossMask = tf.tensor2d(
+      [
+        [true, false, true, false, true],
+        [false, false, false, false, false],
+      ],
+      [2, 5],
+      'bool',
+    )
+    const partial = ar.loss(tokens, { lossMask })
+    const ce = (i: number, j: number, target: number) => {
+      const l = logits[i]?.[j] as number[]
+      const max = Math.max(...l)
+      return max + Math.log(l.reduce((s, x) => s + Math.exp(x - max), 0)) - (l[target] as number)
+    }
+    expectClose(partial, [(ce(0, 1, 2) + ce(0, 3, 3)) / 2], { rtol: 1e-6, atol: 0 })
+    lossMask.dispose()
+    partial.dispose()
     expect(() => ar.loss(tokens, { mask: tf.ones([2, 3], 'bool') as tf.Tensor2D })).toThrow(
       /mask must be bool \[2, 5\]/,
     )
@@ -210,32 +228,25 @@ describeEachBackend('AutoregressiveWrapper.generate', () => {
 })
 
 describeEachBackend('KvCache', () => {
-  it('grows by 2·layers·kvHeads·dimHead floats per token and frees everything', () => {
+  it('grows by 2·layers·kvHeads·dimHead floats per token, frees replaced entries and everything on dispose', () => {
     const [layers, kvHeads, dimHead] = [3, 2, 4]
     const cache = new KvCache()
     const before = tf.memory().numTensors
-    const step = (n: number) => {
-      tf.tidy(() => {
-        for (let l = 0; l < layers; l++) {
-          const k = tf.ones([1, kvHeads, n, dimHead]) as tf.Tensor4D
-          cache.appendSelf(l, k, k)
-        }
-      })
-      cache.advance(n)
-    }
-    step(5)
-    const floats = cache.selfFloats()
-    step(1)
-    expect(cache.selfFloats() - floats).toBe(2 * layers * kvHeads * dimHead)
+    const entries = (m: number) =>
+      Array.from({ length: layers }, () => ({
+        k: tf.ones([1, kvHeads, m, dimHead]) as tf.Tensor4D,
+        v: tf.ones([1, kvHeads, m, dimHead]) as tf.Tensor4D,
+      }))
+    cache.update(entries(5), 5)
+    const floats = cache.floats()
+    cache.update(entries(6), 1)
+    expect(cache.floats() - floats).toBe(2 * layers * kvHeads * dimHead)
     expect(cache.offset).toBe(6)
-    expect(() =>
-      tf.tidy(() => {
-        const k = tf.ones([1, kvHeads, 1, dimHead]) as tf.Tensor4D
-        cache.appendSelf(0, k, k)
-        cache.appendSelf(0, k, k)
-      }),
-    ).toThrow(/appended twice/)
+    expect(tf.memory().numTensors - before).toBe(2 * layers)
+    expect(() => cache.update(entries(7).slice(1), 1)).toThrow(/returned 2 cache entries, previously 3/)
     cache.dispose()
-    expect(tf.memory().numTensors).toBe(before)
+    expect(cache.offset).toBe(0)
+    // The 3 entries built for the rejected update stay the test's own.
+    expect(tf.memory().numTensors - before).toBe(6)
   })
 })

@@ -1,26 +1,37 @@
 import * as tf from '@tensorflow/tfjs-core'
 import { ConfigError, type Module, SeededRandom } from '@xattn/core'
-import { KvCache } from './kvCache.js'
+import { type CacheEntry, KvCache } from './kvCache.js'
 import { checkFilter, type LogitFilter, sampleToken } from './sampling.js'
 
 const PKG = '@xattn/transformer'
 
-/** Options of a network's forward pass that generation uses. */
-export interface AutoregressiveNetCall {
-  /** bool `[b, n]` (or `[b, offset + n]` with a cache): true = keep. */
-  readonly mask?: tf.Tensor2D
-  /** Incremental-decoding state: positions continue from `cache.offset`. */
-  readonly cache?: KvCache
-}
-
 /**
  * What {@link AutoregressiveWrapper} needs of a network: a module mapping tokens `int32 [b, n]` to
- * logits `[b, n, numTokens]` (TransformerWrapper fits).
+ * logits `[b, n, numTokens]`, and for cached decoding a forward pass that takes and returns the
+ * per-layer KV cache. `TransformerWrapper` fits.
  */
 export interface AutoregressiveNet extends Module {
   readonly maxSeqLen: number
   readonly numTokens: number
-  forward(tokens: tf.Tensor2D, options?: AutoregressiveNetCall): tf.Tensor3D
+  /** Learned memory tokens prevent caching (x-transformers' `can_cache_kv`). */
+  readonly numMemoryTokens?: number
+  forward(tokens: tf.Tensor, call?: { readonly mask?: tf.Tensor | null }): tf.Tensor3D
+  /** Logits and the updated cache; `tokens` are only the positions after the cached ones. */
+  forwardWithCache?(
+    tokens: tf.Tensor,
+    call: { readonly cache?: readonly CacheEntry[] | null },
+  ): { readonly logits: tf.Tensor3D | null; readonly cache: CacheEntry[] }
+  /** Used for caching when `forwardWithCache` is absent; its extra outputs are disposed. */
+  forwardWithIntermediates?(
+    tokens: tf.Tensor,
+    call: { readonly cache?: readonly CacheEntry[] | null },
+  ): {
+    readonly logits: tf.Tensor3D | null
+    readonly cache: CacheEntry[]
+    readonly embeddings?: tf.Tensor
+    readonly hiddens?: readonly tf.Tensor[]
+    readonly attention?: readonly tf.Tensor[]
+  }
   /** Why this network cannot decode with a KV cache (the option's name), or null when it can. */
   cacheUnsupportedReason?(): string | null
 }
@@ -39,6 +50,11 @@ export interface LossOptions {
    * with `ignoreIndex` instead.
    */
   readonly mask?: tf.Tensor2D
+  /**
+   * bool `[b, n]`, true where the token counts as a target (an xattn addition: e.g. only the
+   * answer part of a prompt/answer sequence). Targets are `tokens[:, 1:]`, so column 0 is unused.
+   */
+  readonly lossMask?: tf.Tensor2D
 }
 
 export interface GenerateOptions {
@@ -88,7 +104,7 @@ export class AutoregressiveWrapper {
    *
    * Shapes: tokens int32 `[b, n]`, mask bool `[b, n]` or `[b, n-1]` → scalar.
    */
-  loss(tokens: tf.Tensor2D, { mask }: LossOptions = {}): tf.Scalar {
+  loss(tokens: tf.Tensor2D, { mask, lossMask }: LossOptions = {}): tf.Scalar {
     if (tokens.rank !== 2 || tokens.dtype !== 'int32') {
       throw new ConfigError(
         PKG,
@@ -121,6 +137,16 @@ export class AutoregressiveWrapper {
         )
       }
     }
+    if (
+      lossMask !== undefined &&
+      (!tf.util.arraysEqual(lossMask.shape, [b, n]) || lossMask.dtype !== 'bool')
+    ) {
+      throw new ConfigError(
+        PKG,
+        'lossMask',
+        `AutoregressiveWrapper.loss: lossMask must be bool [${b}, ${n}], got ${lossMask.dtype} [${lossMask.shape}]`,
+      )
+    }
     return tf.tidy(() => {
       const rawInputs = tf.slice(tokens, [0, 0], [b, n - 1])
       const inputs = tf.where(
@@ -137,7 +163,11 @@ export class AutoregressiveWrapper {
             : mask
       const logits = this.net.forward(inputs, inputMask === undefined ? {} : { mask: inputMask })
       const numTokens = logits.shape[2]
-      const valid = tf.notEqual(targets, this.ignoreIndex)
+      const notIgnored = tf.notEqual(targets, this.ignoreIndex)
+      const valid =
+        lossMask === undefined
+          ? notIgnored
+          : tf.logicalAnd(notIgnored, tf.slice(lossMask, [0, 1], [b, n - 1]))
       const safeTargets = tf.where(valid, targets, tf.zerosLike(targets))
       const logProbs = tf.logSoftmax(logits, -1)
       const picked = tf.sum(tf.mul(logProbs, tf.oneHot(safeTargets, numTokens)), -1)
@@ -150,7 +180,34 @@ export class AutoregressiveWrapper {
 
   /** Why cached decoding is unavailable for this network, or null. */
   cacheUnsupportedReason(): string | null {
-    return this.net.cacheUnsupportedReason?.() ?? null
+    const own = this.net.cacheUnsupportedReason?.()
+    if (own !== undefined) return own
+    if ((this.net.numMemoryTokens ?? 0) > 0) return 'numMemoryTokens'
+    if (this.net.forwardWithCache === undefined && this.net.forwardWithIntermediates === undefined) {
+      return 'no forwardWithCache on the network'
+    }
+    return null
+  }
+
+  /** One cached forward pass: logits of the new positions; the cache takes the new entries. */
+  private cachedForward(x: tf.Tensor2D, cache: KvCache): tf.Tensor3D {
+    const call = { cache: cache.entries }
+    let logits: tf.Tensor3D | null
+    let entries: CacheEntry[]
+    if (this.net.forwardWithCache !== undefined) {
+      ;({ logits, cache: entries } = this.net.forwardWithCache(x, call))
+    } else {
+      const result = (
+        this.net.forwardWithIntermediates as NonNullable<AutoregressiveNet['forwardWithIntermediates']>
+      )(x, call)
+      logits = result.logits
+      entries = result.cache
+      result.embeddings?.dispose()
+      for (const t of [...(result.hiddens ?? []), ...(result.attention ?? [])]) t.dispose()
+    }
+    cache.update(entries, x.shape[1])
+    if (logits === null) throw new ConfigError(PKG, 'net', 'generate: the network returned no logits')
+    return logits
   }
 
   /**
@@ -264,13 +321,14 @@ export class AutoregressiveWrapper {
         }
         const feedFrom = cache === null ? windowStart : windowStart + cache.offset
         const feed = out.map((row) => row.slice(feedFrom))
+        const x = tf.tensor2d(feed, [feed.length, length - feedFrom], 'int32')
+        const logits = cache === null ? this.net.forward(x) : this.cachedForward(x, cache)
+        x.dispose()
         const rows = tf.tidy(() => {
-          const x = tf.tensor2d(feed, [feed.length, length - feedFrom], 'int32')
-          const logits = this.net.forward(x, cache === null ? {} : { cache })
           const [bb, n, v] = logits.shape
           return tf.reshape(tf.slice(logits, [0, n - 1, 0], [bb, 1, v]), [bb, v])
         })
-        cache?.advance(length - feedFrom)
+        logits.dispose()
         const values = rows.arraySync() as number[][]
         rows.dispose()
         for (const [i, row] of values.entries()) {
