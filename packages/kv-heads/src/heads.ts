@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core'
 import { defineContract, type HeadLayout, type NamedTensor } from '@xattn/core'
+import type { RankCheck } from './rankCheck.js'
 
 const SplitHeads = defineContract('@xattn/kv-heads splitHeads', {
   x: { pattern: 'b n (h d)', dtype: 'float32' },
@@ -20,7 +21,10 @@ const ExpandKv = defineContract('@xattn/kv-heads expandKv', {
  * @example
  * const q = splitHeads(tf.zeros([2, 5, 32]), 4) // [2, 4, 5, 8]
  */
-export function splitHeads(x: tf.Tensor, heads: number): NamedTensor<'b h n d'> {
+export function splitHeads<T extends tf.Tensor>(
+  x: T & RankCheck<T, tf.Rank.R3>,
+  heads: number,
+): NamedTensor<'b h n d'> {
   const { b, n, d } = SplitHeads.check({ x }, { given: { h: heads }, givenBy: 'the heads argument' })
   return tf.tidy(() => tf.transpose(tf.reshape(x, [b, n, heads, d]), [0, 2, 1, 3])) as tf.Tensor4D
 }
@@ -31,7 +35,7 @@ export function splitHeads(x: tf.Tensor, heads: number): NamedTensor<'b h n d'> 
  * @example
  * const merged = mergeHeads(tf.zeros([2, 4, 5, 8])) // [2, 5, 32]
  */
-export function mergeHeads(x: tf.Tensor): NamedTensor<'b n hd'> {
+export function mergeHeads<T extends tf.Tensor>(x: T & RankCheck<T, tf.Rank.R4>): NamedTensor<'b n hd'> {
   const { b, h, n, d } = MergeHeads.check({ x })
   return tf.tidy(() => tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, n, h * d])) as tf.Tensor3D
 }
@@ -46,7 +50,10 @@ export function mergeHeads(x: tf.Tensor): NamedTensor<'b n hd'> {
  * const layout = headLayout({ heads: 8, kvHeads: 2, dimHead: 16 })
  * const kFull = expandKv(k, layout) // [b, 2, m, 16] → [b, 8, m, 16]
  */
-export function expandKv(kv: tf.Tensor, layout: HeadLayout): NamedTensor<'b h m d'> {
+export function expandKv<T extends tf.Tensor>(
+  kv: T & RankCheck<T, tf.Rank.R4>,
+  layout: HeadLayout,
+): NamedTensor<'b h m d'> {
   ExpandKv.check({ kv }, { given: { kvh: layout.kvHeads }, givenBy: 'the head layout' })
   // Tiling the head axis repeats the whole block [kv0 … kv(kvh-1)] `groups` times, so position i
   // holds KV head i % kvh.

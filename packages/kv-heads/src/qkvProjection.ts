@@ -11,6 +11,7 @@ import {
 } from '@xattn/core'
 import { splitHeads } from './heads.js'
 import { Linear } from './linear.js'
+import type { RankCheck } from './rankCheck.js'
 
 const PKG = '@xattn/kv-heads'
 const CONTRACT = '@xattn/kv-heads QKVProjection'
@@ -106,7 +107,10 @@ export class QKVProjection extends Module {
   }
 
   /** `x [b n dim]`, `context? [b m dimKv]` → `{ q [b h n d], k [b kvh m d], v [b kvh m dv] }`. */
-  forward(x: tf.Tensor, context?: tf.Tensor | null): QKV {
+  forward<X extends tf.Tensor, C extends tf.Tensor>(
+    x: X & RankCheck<X, tf.Rank.R3>,
+    context?: (C & RankCheck<C, tf.Rank.R3>) | null,
+  ): QKV {
     ProjectInputs.check(
       { x, context: context ?? undefined },
       { given: { dim: this.dim, dimKv: this.dimKv }, givenBy: 'the projection' },

@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core'
 import { ConfigError, defineContract, type HeadLayout } from '@xattn/core'
 
+import type { RankCheck } from './rankCheck.js'
+
 const PKG = '@xattn/kv-heads'
 
 /**
@@ -62,11 +64,11 @@ export function queryHeadPermutation(layout: HeadLayout, from: KvHeadMapping, to
 }
 
 /** Weights to convert between KV head mappings (torch layout `[out, in]`). */
-export interface RegroupKvWeightsInput {
+export interface RegroupKvWeightsInput<Q extends tf.Tensor = tf.Tensor, O extends tf.Tensor = tf.Tensor> {
   /** `to_q.weight [(heads dimHead), dim]`: rows are grouped by query head. */
-  readonly toQ: tf.Tensor
+  readonly toQ: Q & RankCheck<Q, tf.Rank.R2>
   /** `to_out.weight [dimOut, (heads valueDimHead)]`: columns are grouped by query head. */
-  readonly toOut?: tf.Tensor | null
+  readonly toOut?: (O & RankCheck<O, tf.Rank.R2>) | null
 }
 
 /** Converted weights; new tensors owned by the caller. */
@@ -91,8 +93,8 @@ export interface RegroupKvWeightsOutput {
  * @example
  * const { toQ, toOut } = regroupKvWeights({ toQ: wq, toOut: wo }, layout, { from: 'llama', to: 'x-transformers' })
  */
-export function regroupKvWeights(
-  weights: RegroupKvWeightsInput,
+export function regroupKvWeights<Q extends tf.Tensor, O extends tf.Tensor>(
+  weights: RegroupKvWeightsInput<Q, O>,
   layout: HeadLayout,
   { from, to }: { from: KvHeadMapping; to: KvHeadMapping },
 ): RegroupKvWeightsOutput {

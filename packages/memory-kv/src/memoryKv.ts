@@ -125,7 +125,14 @@ export class MemoryKV extends Module {
    * `k [b kvh m d]`, `v [b kvh m dv]` → `k [b kvh (M+m) d]`, `v [b kvh (M+m) dv]`, with the key
    * mask and bias padded for the memory slots.
    */
-  prepend(kv: KeysValues, options: Omit<PrependOptions, 'layout'> = {}): PrependedKeysValues {
-    return prependMemoryKv(kv, { memK: this.memK, memV: this.memV }, { ...options, layout: this.layout })
+  prepend<K extends tf.Tensor, V extends tf.Tensor>(
+    kv: KeysValues<K, V>,
+    options: Omit<PrependOptions, 'layout'> = {},
+  ): PrependedKeysValues {
+    return prependMemoryKv<K, V, tf.Tensor, tf.Tensor>(
+      kv,
+      { memK: this.memK, memV: this.memV },
+      { ...options, layout: this.layout },
+    )
   }
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core'
 import { defineContract, type HeadLayout, type NamedTensor, ShapeContractError } from '@xattn/core'
+import type { RankCheck } from './rankCheck.js'
 
 const CONTRACT = '@xattn/memory-kv prependMemoryKv'
 
@@ -18,17 +19,17 @@ const PrependInputs = defineContract(CONTRACT, {
 })
 
 /** Keys and values of one attention call, split into heads. */
-export interface KeysValues {
+export interface KeysValues<K extends tf.Tensor = tf.Tensor, V extends tf.Tensor = tf.Tensor> {
   /** `[b, kvHeads, m, dimHead]` */
-  readonly k: tf.Tensor
+  readonly k: K & RankCheck<K, tf.Rank.R4>
   /** `[b, kvHeads, m, valueDimHead]` */
-  readonly v: tf.Tensor
+  readonly v: V & RankCheck<V, tf.Rank.R4>
 }
 
 /** The memory parameters: `memK [kvHeads, numMemKv, dimHead]`, `memV [kvHeads, numMemKv, valueDimHead]`. */
-export interface MemoryTensors {
-  readonly memK: tf.Tensor
-  readonly memV: tf.Tensor
+export interface MemoryTensors<K extends tf.Tensor = tf.Tensor, V extends tf.Tensor = tf.Tensor> {
+  readonly memK: K & RankCheck<K, tf.Rank.R3>
+  readonly memV: V & RankCheck<V, tf.Rank.R3>
 }
 
 /** Options of {@link prependMemoryKv}. */
@@ -76,11 +77,12 @@ export interface PrependedKeysValues {
  * const out = prependMemoryKv({ k, v }, { memK, memV }, { layout, keyMask })
  * attendReference({ q, k: out.k, v: out.v }, { keyMask: out.keyMask, causal: true })
  */
-export function prependMemoryKv(
-  kv: KeysValues,
-  memory: MemoryTensors,
-  options: PrependOptions,
-): PrependedKeysValues {
+export function prependMemoryKv<
+  K extends tf.Tensor,
+  V extends tf.Tensor,
+  MK extends tf.Tensor,
+  MV extends tf.Tensor,
+>(kv: KeysValues<K, V>, memory: MemoryTensors<MK, MV>, options: PrependOptions): PrependedKeysValues {
   const { layout } = options
   const { b, mem } = PrependInputs.check(
     {
