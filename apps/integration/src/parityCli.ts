@@ -1,1 +1,34 @@
-console.log('parity: not implemented yet')
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { findCases, flashAvailable, formatResult, runVariant, setBackend } from './parity.js'
+
+// `pnpm parity [fixture-dir…]`: every case on cpu and wasm, with reference and flash attention.
+const here = dirname(fileURLToPath(import.meta.url))
+const defaultDir = join(here, '..', '..', '..', '..', 'fixtures', 'x-transformers')
+const dirs = process.argv.slice(2).filter((arg) => arg !== '--')
+const cases = findCases(dirs.length > 0 ? dirs : [defaultDir])
+const hasFlash = await flashAvailable()
+let failures = 0
+let rejected = 0
+let passed = 0
+console.log('case backend attention max_abs_err status')
+for (const backend of ['cpu', 'wasm']) {
+  await setBackend(backend)
+  for (const c of cases) {
+    for (const attention of ['reference', 'flash']) {
+      if (attention === 'flash' && !hasFlash) {
+        console.log(`${c.name} ${backend} flash - skipped (flash not available)`)
+        continue
+      }
+      const result = await runVariant(c, backend, attention, { train: attention === 'reference' })
+      console.log(formatResult(result))
+      if (result.status === 'FAIL') failures++
+      else if (result.status === 'rejected') rejected++
+      else passed++
+    }
+  }
+}
+console.log(
+  `\n${cases.length} cases: ${passed} variants ok, ${rejected} rejected (unsupported kwargs), ${failures} failed`,
+)
+process.exitCode = failures > 0 ? 1 : 0

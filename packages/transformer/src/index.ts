@@ -14,6 +14,16 @@ export { GRUGating, LayerScale, Residual, shiftTokens } from './blocks.js'
 export { Embedding } from './embedding.js'
 export type { FeedForwardOptions } from './feedForward.js'
 export { FeedForward } from './feedForward.js'
+// training and generation
+export type {
+  AutoregressiveNet,
+  AutoregressiveWrapperOptions,
+  CacheEntry,
+  GenerateOptions,
+  LogitFilter,
+  LossOptions,
+} from './generation/index.js'
+export { AutoregressiveWrapper, filterLogits, KvCache, sampleToken } from './generation/index.js'
 export { Linear } from './linear.js'
 export type { Norm, NormKind } from './norms.js'
 export { createNorm, LayerNorm, RMSNorm, ScaleNorm, SimpleRMSNorm } from './norms.js'
@@ -27,6 +37,35 @@ export {
   RotaryEmbedding,
   ScaledSinusoidalEmbedding,
 } from './positions.js'
+export type {
+  AdamWOptions,
+  AdamWStepOptions,
+  Gradients,
+  LrSchedule,
+  SaveCheckpointOptions,
+  TrainOptions,
+  TrainResult,
+  TrainStepInfo,
+  WarmupCosineOptions,
+} from './training/index.js'
+export {
+  AdamW,
+  CHECKPOINT_FILES,
+  clipByGlobalNorm,
+  computeGradients,
+  decodeModelInto,
+  decodeOptimizerInto,
+  disposeGradients,
+  encodeModel,
+  encodeOptimizer,
+  GradientAccumulator,
+  globalNorm,
+  loadCheckpoint,
+  readCheckpointConfig,
+  saveCheckpoint,
+  train,
+  warmupCosineSchedule,
+} from './training/index.js'
 export type { TransformerWrapperOptions, WrapperCall, WrapperResult } from './transformerWrapper.js'
 export { TransformerWrapper } from './transformerWrapper.js'
 export type {

@@ -1,0 +1,506 @@
+import * as tf from '@tensorflow/tfjs-core'
+import {
+  alibiBias,
+  attentionMask,
+  ConfigError,
+  getAttention,
+  groupedScores,
+  groupedWeightedSum,
+  type HeadLayout,
+  headLayout,
+  initNormal,
+  MASKED_LOGIT,
+  Module,
+  maskedSoftmax,
+  SeededRandom,
+} from '@xattn/core'
+import { ModuleList } from './containers.js'
+import { Linear } from './linear.js'
+import type { PositionBias } from './positionBias.js'
+import { applyRotary, type RotaryFreqs } from './positions.js'
+import { l2normalize, maybeDropout, mergeHeads, mixHeads, softclamp, splitHeads } from './tensorOps.js'
+
+const PKG = '@xattn/transformer'
+
+/** Options of {@link Attention}; names mirror x-transformers' `Attention` kwargs (camelCase). */
+export interface AttentionOptions {
+  /** Model width (input features of queries). */
+  readonly dim: number
+  /** Query heads; default 8. */
+  readonly heads?: number
+  /** Features per query/key head; default 64. */
+  readonly dimHead?: number
+  /** Features of the cross-attention context; default `dim`. */
+  readonly dimContext?: number
+  /** Bottom-right causal masking (self-attention only). */
+  readonly causal?: boolean
+  /** Key/value heads (GQA); must divide `heads`. */
+  readonly kvHeads?: number
+  /** Multi-query attention (`kvHeads: 1`). */
+  readonly oneKvHead?: boolean
+  /** Features per value head; default `dimHead`. */
+  readonly valueDimHead?: number
+  /** Learned memory key/values `mem_k [kvHeads, numMemKv, dimHead]`, `mem_v [kvHeads, numMemKv, valueDimHead]`. */
+  readonly numMemKv?: number
+  /** Shorthand for `attention: 'flash'`. */
+  readonly flash?: boolean
+  /**
+   * The attention implementation from core's registry (`'reference'`, or `'flash'` once
+   * `@xattn/flash` is imported). Layers using talking heads, sparse top-k, logit soft-clamping or
+   * residual attention, and calls that return attention maps, always run core's reference
+   * building blocks (`groupedScores`, `maskedSoftmax`, …) — the flash kernel cannot express them;
+   * the numbers are the same.
+   */
+  readonly attention?: string
+  /** Dropout on the attention weights (training only). */
+  readonly dropout?: number
+  /** l2-normalise queries and keys; the logit scale becomes `qkNormScale`. */
+  readonly qkNorm?: boolean
+  readonly qkNormGroups?: number
+  /** Default 10. */
+  readonly qkNormScale?: number
+  /** Learned per-feature scales `qk_norm_q_scale [heads,1,dimHead]`, `qk_norm_k_scale [kvHeads,1,dimHead]`. */
+  readonly qkNormDimScale?: boolean
+  /** Gate the merged heads with `σ(to_v_gate(x))` (AlphaFold2). */
+  readonly gateValues?: boolean
+  /** With `gateValues`: SiLU instead of sigmoid. */
+  readonly swigluValues?: boolean
+  /** Mix heads' logits before softmax (added to them): `attend.pre_softmax_talking_heads.weight`. */
+  readonly preTalkingHeads?: boolean
+  /** Mix heads' weights after softmax: `attend.post_softmax_talking_heads.weight`. */
+  readonly postTalkingHeads?: boolean
+  /** Keep only logits `>=` the k-th largest per row (ties kept); `k >= keys` keeps all. */
+  readonly sparseTopk?: number
+  /** `tanh(logits / v) · v` before masking. */
+  readonly softclampLogits?: boolean
+  /** Default 50. */
+  readonly logitSoftclampValue?: number
+  /** Per-head output scale `head_scale_params [1, heads, 1, 1]`. */
+  readonly headScale?: boolean
+  /** Attention on attention: `to_out = GLU(Linear(…, 2·dimOut))`. */
+  readonly onAttn?: boolean
+  /** Output features; default `dim`. */
+  readonly dimOut?: number
+  readonly zeroInitOutput?: boolean
+  readonly rng?: SeededRandom
+}
+
+/** A per-layer KV cache entry: keys/values in the KV-head layout, before qk-norm, rotary and memory KV. */
+export interface AttentionCache {
+  /** `[b, kvHeads, m, dimHead]`. */
+  readonly k: tf.Tensor4D
+  /** `[b, kvHeads, m, valueDimHead]`. */
+  readonly v: tf.Tensor4D
+}
+
+/** Per-call inputs of {@link Attention.forward}. */
+export interface AttentionCall {
+  /** `bool [b, n]`: padding mask of the queries (and, in self-attention, of the keys); padded query rows output 0. */
+  readonly mask?: tf.Tensor | null
+  /** Cross-attention input `[b, mc, dimContext]`. */
+  readonly context?: tf.Tensor | null
+  /** `bool [b, mc]` for `context`. */
+  readonly contextMask?: tf.Tensor | null
+  /** Rotary frequencies covering all key positions (`m` rows; queries use the last `n`). Self-attention only. */
+  readonly rotary?: RotaryFreqs | null
+  /** Relative position bias source (T5 / dynamic); memory KV slots get 0. */
+  readonly positionBias?: PositionBias | null
+  /** ALiBi slopes, one per query head (0 = no ALiBi for that head); memory KV slots get no bias. */
+  readonly alibiSlopes?: readonly number[] | null
+  /** Residual attention: the previous layer's pre-softmax logits `[b, h, n, M + m]`, added after scaling. */
+  readonly prevAttn?: tf.Tensor | null
+  /**
+   * KV cache hook: keys/values of earlier positions (`[b, kvHeads, mPrev, d]`, pre qk-norm/rotary,
+   * without memory KV). Self-attention appends the new keys (rotary is re-applied to all keys, so
+   * `rotary` must cover `mPrev + n` positions); cross-attention (still called with `context`) uses
+   * the cache as the context's keys/values instead of projecting `context` again. Self-attention
+   * with a cache does not take `mask`.
+   */
+  readonly cache?: AttentionCache | null
+  /** Return the pre- and post-softmax attention maps (always via the reference building blocks). */
+  readonly returnAttention?: boolean
+}
+
+/** What {@link Attention.forward} returns; the caller owns every tensor. */
+export interface AttentionResult {
+  /** `[b, n, dimOut]`. */
+  readonly out: tf.Tensor3D
+  /** The updated cache entry (all keys/values seen so far, without memory KV). */
+  readonly cache: AttentionCache
+  /** Masked pre-softmax logits `[b, h, n, M + m]` (masked entries `-maxFloat32`), when requested. */
+  readonly preSoftmax: tf.Tensor4D | null
+  /** Softmax weights `[b, h, n, M + m]`, when requested. */
+  readonly postSoftmax: tf.Tensor4D | null
+}
+
+class WeightOnly extends Module {
+  readonly weight: tf.Variable
+  constructor(initial: tf.Tensor) {
+    super()
+    this.weight = this.addParameter('weight', initial)
+  }
+}
+
+function positiveInt(option: string, value: number): number {
+  if (!(Number.isInteger(value) && value > 0)) {
+    throw new ConfigError(PKG, option, `Attention: ${option} must be a positive integer, got ${value}`)
+  }
+  return value
+}
+
+/**
+ * x-transformers' multi-head attention with its options: GQA/MQA (`kvHeads`, `oneKvHead`), memory
+ * KV, qk-norm, value gating, talking heads, sparse top-k, logit soft-clamping, head scale,
+ * attention-on-attention, cross-attention (`dimContext`) and residual attention. State-dict names as
+ * x-transformers (`to_q.weight`, `mem_k`, `attend.pre_softmax_talking_heads.weight`, …).
+ *
+ * Shapes: `x [b n dim]` (+ `context [b mc dimContext]`) → `out [b n dimOut]`.
+ *
+ * @example
+ * const attn = new Attention({ dim: 32, heads: 4, dimHead: 8, causal: true, kvHeads: 2 })
+ * const { out, cache } = attn.forward(x) // out [b, n, 32]; cache.k [b, 2, n, 8]
+ */
+export class Attention extends Module {
+  readonly layout: HeadLayout
+  readonly causal: boolean
+  readonly attentionName: string
+  readonly numMemKv: number
+  readonly scale: number
+  readonly dropout: number
+  readonly qkNorm: boolean
+  readonly qkNormGroups: number
+  readonly sparseTopk: number | null
+  readonly softclampValue: number | null
+  readonly dim: number
+  readonly dimContext: number
+  private readonly toQ: Linear
+  private readonly toK: Linear
+  private readonly toV: Linear
+  private readonly toOut: Linear
+  private readonly onAttn: boolean
+  private readonly toVGate: Linear | null
+  private readonly swigluValues: boolean
+  private readonly memK: tf.Variable | null
+  private readonly memV: tf.Variable | null
+  private readonly qScale: tf.Variable | null
+  private readonly kScale: tf.Variable | null
+  private readonly preTalking: WeightOnly | null
+  private readonly postTalking: WeightOnly | null
+  private readonly headScaleParams: tf.Variable | null
+
+  constructor(options: AttentionOptions) {
+    super()
+    const rng = options.rng ?? new SeededRandom(0)
+    this.dim = positiveInt('dim', options.dim)
+    this.dimContext = positiveInt('dimContext', options.dimContext ?? options.dim)
+    const layoutOptions = {
+      heads: options.heads ?? 8,
+      dimHead: options.dimHead ?? 64,
+      ...(options.kvHeads === undefined ? {} : { kvHeads: options.kvHeads }),
+      ...(options.oneKvHead === undefined ? {} : { oneKvHead: options.oneKvHead }),
+      ...(options.valueDimHead === undefined ? {} : { valueDimHead: options.valueDimHead }),
+    }
+    const layout = headLayout(layoutOptions)
+    this.layout = layout
+    this.causal = options.causal ?? false
+    if (options.flash === true && options.attention !== undefined && options.attention !== 'flash') {
+      throw new ConfigError(
+        PKG,
+        'flash',
+        `Attention: flash: true contradicts attention: '${options.attention}'`,
+      )
+    }
+    this.attentionName = options.attention ?? (options.flash === true ? 'flash' : 'reference')
+    getAttention(this.attentionName) // a clear ConfigError now, not at the first call
+    this.numMemKv = options.numMemKv ?? 0
+    if (!(Number.isInteger(this.numMemKv) && this.numMemKv >= 0)) {
+      throw new ConfigError(
+        PKG,
+        'numMemKv',
+        `Attention: numMemKv must be a non-negative integer, got ${this.numMemKv}`,
+      )
+    }
+    this.dropout = options.dropout ?? 0
+    if (!(this.dropout >= 0 && this.dropout < 1)) {
+      throw new ConfigError(PKG, 'dropout', `Attention: dropout must be in [0, 1), got ${this.dropout}`)
+    }
+    this.qkNorm = options.qkNorm ?? false
+    this.qkNormGroups = options.qkNormGroups ?? 1
+    if (this.qkNorm) {
+      if (
+        !(
+          Number.isInteger(this.qkNormGroups) &&
+          this.qkNormGroups > 0 &&
+          layout.dimHead % this.qkNormGroups === 0
+        )
+      ) {
+        throw new ConfigError(
+          PKG,
+          'qkNormGroups',
+          `Attention: qkNormGroups must divide dimHead=${layout.dimHead}, got ${this.qkNormGroups}`,
+        )
+      }
+      if (this.qkNormGroups > 1 && this.numMemKv > 0) {
+        // x-transformers normalises memory keys without groups while real keys use groups.
+        throw new ConfigError(
+          PKG,
+          'qkNormGroups',
+          'Attention: qkNormGroups > 1 together with numMemKv is not supported',
+        )
+      }
+    }
+    this.scale = this.qkNorm ? (options.qkNormScale ?? 10) : layout.dimHead ** -0.5
+    this.sparseTopk = options.sparseTopk ?? null
+    if (this.sparseTopk !== null && !(Number.isInteger(this.sparseTopk) && this.sparseTopk > 0)) {
+      throw new ConfigError(
+        PKG,
+        'sparseTopk',
+        `Attention: sparseTopk must be a positive integer, got ${this.sparseTopk}`,
+      )
+    }
+    this.softclampValue = options.softclampLogits === true ? (options.logitSoftclampValue ?? 50) : null
+    if (this.softclampValue !== null && !(this.softclampValue > 0)) {
+      throw new ConfigError(
+        PKG,
+        'logitSoftclampValue',
+        `Attention: logitSoftclampValue must be positive, got ${this.softclampValue}`,
+      )
+    }
+
+    this.toQ = this.addModule('to_q', new Linear(this.dim, layout.dimInner, { rng }))
+    this.toK = this.addModule('to_k', new Linear(this.dimContext, layout.dimKvInner, { rng }))
+    this.toV = this.addModule('to_v', new Linear(this.dimContext, layout.dimValueInner, { rng }))
+    this.swigluValues = options.swigluValues ?? false
+    if (options.gateValues === true) {
+      this.toVGate = this.addModule(
+        'to_v_gate',
+        new Linear(this.dim, layout.dimOutInner, { bias: true, rng }),
+      )
+      const gate = this.toVGate
+      tf.tidy(() => {
+        gate.weight.assign(tf.zerosLike(gate.weight))
+        if (gate.bias !== null) gate.bias.assign(tf.fill(gate.bias.shape, 10))
+      })
+    } else {
+      this.toVGate = null
+    }
+    if (this.qkNorm && options.qkNormDimScale === true) {
+      this.qScale = this.addParameter('qk_norm_q_scale', tf.ones([layout.heads, 1, layout.dimHead]))
+      this.kScale = this.addParameter('qk_norm_k_scale', tf.ones([layout.kvHeads, 1, layout.dimHead]))
+    } else {
+      this.qScale = null
+      this.kScale = null
+    }
+    const eye = () => tf.tidy(() => tf.reshape(tf.eye(layout.heads), [layout.heads, layout.heads, 1, 1]))
+    if (options.preTalkingHeads === true || options.postTalkingHeads === true) {
+      const attend = this.addModule('attend', new ModuleList())
+      this.preTalking =
+        options.preTalkingHeads === true
+          ? attend.add('pre_softmax_talking_heads', new WeightOnly(eye()))
+          : null
+      this.postTalking =
+        options.postTalkingHeads === true
+          ? attend.add('post_softmax_talking_heads', new WeightOnly(eye()))
+          : null
+    } else {
+      this.preTalking = null
+      this.postTalking = null
+    }
+    this.headScaleParams =
+      options.headScale === true
+        ? this.addParameter('head_scale_params', tf.ones([1, layout.heads, 1, 1]))
+        : null
+    if (this.numMemKv > 0) {
+      this.memK = this.addParameter('mem_k', initNormal([layout.kvHeads, this.numMemKv, layout.dimHead], rng))
+      this.memV = this.addParameter(
+        'mem_v',
+        initNormal([layout.kvHeads, this.numMemKv, layout.valueDimHead], rng),
+      )
+    } else {
+      this.memK = null
+      this.memV = null
+    }
+    const dimOut = options.dimOut ?? this.dim
+    this.onAttn = options.onAttn ?? false
+    if (this.onAttn) {
+      const seq = this.addModule('to_out', new ModuleList())
+      this.toOut = seq.add(0, new Linear(layout.dimOutInner, dimOut * 2, { rng }))
+    } else {
+      this.toOut = this.addModule('to_out', new Linear(layout.dimOutInner, dimOut, { rng }))
+    }
+    if (options.zeroInitOutput === true) {
+      const w = this.toOut.weight
+      tf.tidy(() => {
+        w.assign(tf.zerosLike(w))
+      })
+    }
+  }
+
+  /** Whether this layer needs core's reference building blocks rather than a registered kernel. */
+  get needsBuildingBlocks(): boolean {
+    return (
+      this.preTalking !== null ||
+      this.postTalking !== null ||
+      this.sparseTopk !== null ||
+      this.softclampValue !== null
+    )
+  }
+
+  /**
+   * `x [b n dim]` → `{ out [b n dimOut], cache, preSoftmax, postSoftmax }`. See {@link AttentionCall}
+   * for masks, positions, residual attention and the KV-cache hook.
+   */
+  forward(x: tf.Tensor, call: AttentionCall = {}): AttentionResult {
+    const { heads, kvHeads } = this.layout
+    const context = call.context ?? null
+    const isCross = context !== null
+    if (x.shape.length !== 3 || x.shape[2] !== this.dim) {
+      throw new ConfigError(PKG, 'x', `Attention: x must be [b, n, ${this.dim}], got [${x.shape.join(',')}]`)
+    }
+    if (
+      context !== null &&
+      (context.shape.length !== 3 || context.shape[2] !== this.dimContext || context.shape[0] !== x.shape[0])
+    ) {
+      throw new ConfigError(
+        PKG,
+        'context',
+        `Attention: context must be [${x.shape[0]}, mc, ${this.dimContext}], got [${context.shape.join(',')}]`,
+      )
+    }
+    if (call.mask != null && call.cache != null && !isCross) {
+      throw new ConfigError(
+        PKG,
+        'mask',
+        'Attention: a padding mask together with a KV cache is not supported',
+      )
+    }
+    const needMaps = call.returnAttention === true || call.prevAttn != null
+    const useBlocks = this.needsBuildingBlocks || needMaps
+    const impl = useBlocks ? null : getAttention(this.attentionName)
+    const result = tf.tidy(() => {
+      const [b, n] = x.shape as [number, number, number]
+      let q = splitHeads(this.toQ.apply(x), heads)
+      let k: tf.Tensor4D
+      let v: tf.Tensor4D
+      if (isCross && call.cache != null) {
+        k = tf.clone(call.cache.k)
+        v = tf.clone(call.cache.v)
+      } else {
+        const kvInput = context ?? x
+        k = splitHeads(this.toK.apply(kvInput), kvHeads)
+        v = splitHeads(this.toV.apply(kvInput), kvHeads)
+        if (call.cache != null) {
+          k = tf.concat([call.cache.k, k], 2) as tf.Tensor4D
+          v = tf.concat([call.cache.v, v], 2) as tf.Tensor4D
+        }
+      }
+      const cacheK = k
+      const cacheV = v
+      if (this.qkNorm) {
+        q = l2normalize(q, this.qkNormGroups) as tf.Tensor4D
+        k = l2normalize(k, this.qkNormGroups) as tf.Tensor4D
+        if (this.qScale !== null && this.kScale !== null) {
+          q = tf.mul(q, this.qScale) as tf.Tensor4D
+          k = tf.mul(k, this.kScale) as tf.Tensor4D
+        }
+      }
+      if (call.rotary != null && !isCross) {
+        q = applyRotary(q, call.rotary, false)
+        k = applyRotary(k, call.rotary, true)
+      }
+      let keyMask: tf.Tensor | null = isCross ? (call.contextMask ?? null) : (call.mask ?? null)
+      const i = n
+      const j = k.shape[2]
+      const memLen = this.numMemKv
+      if (this.memK !== null && this.memV !== null) {
+        let memK = tf.tile(tf.expandDims(this.memK, 0), [b, 1, 1, 1]) as tf.Tensor4D
+        const memV = tf.tile(tf.expandDims(this.memV, 0), [b, 1, 1, 1]) as tf.Tensor4D
+        if (this.qkNorm) {
+          memK = l2normalize(memK) as tf.Tensor4D
+          if (this.kScale !== null) memK = tf.mul(memK, this.kScale) as tf.Tensor4D
+        }
+        k = tf.concat([memK, k], 2) as tf.Tensor4D
+        v = tf.concat([memV, v], 2) as tf.Tensor4D
+        if (keyMask !== null) keyMask = tf.concat([tf.ones([b, memLen], 'bool'), tf.cast(keyMask, 'bool')], 1)
+      }
+      if (keyMask !== null) keyMask = tf.cast(keyMask, 'bool')
+      let bias: tf.Tensor | null = null
+      if (call.positionBias != null && !isCross) {
+        const rel = call.positionBias.bias(i, j)
+        const padded = memLen > 0 ? tf.concat([tf.zeros([rel.shape[0], i, memLen]), rel], 2) : rel
+        bias = tf.expandDims(padded, 0)
+      }
+      const slopes = !isCross && call.alibiSlopes != null ? call.alibiSlopes : null
+      const causal = this.causal && !isCross
+      let out: tf.Tensor4D
+      let preSoftmax: tf.Tensor4D | null = null
+      let postSoftmax: tf.Tensor4D | null = null
+      if (impl !== null) {
+        out = impl(
+          { q, k, v },
+          {
+            causal,
+            keyMask,
+            bias,
+            alibiSlopes: slopes,
+            alibiFreeKeys: slopes === null ? 0 : memLen,
+            scale: this.scale,
+            dropout: this.dropout,
+            training: this.training,
+          },
+        )
+      } else {
+        const m = k.shape[2]
+        let sim = tf.mul(groupedScores(q, k), tf.scalar(this.scale)) as tf.Tensor4D
+        if (call.prevAttn != null) sim = tf.add(sim, call.prevAttn) as tf.Tensor4D
+        if (this.preTalking !== null) sim = tf.add(sim, mixHeads(sim, this.preTalking.weight)) as tf.Tensor4D
+        if (bias !== null) sim = tf.add(sim, bias) as tf.Tensor4D
+        if (slopes !== null) sim = tf.add(sim, alibiBias(slopes, i, m, memLen)) as tf.Tensor4D
+        if (this.softclampValue !== null) sim = softclamp(sim, this.softclampValue) as tf.Tensor4D
+        const mask = attentionMask(i, m, { causal, keyMask })
+        let filled =
+          mask === null ? sim : (tf.where(mask, sim, tf.fill(sim.shape, MASKED_LOGIT)) as tf.Tensor4D)
+        preSoftmax = filled
+        if (this.sparseTopk !== null && this.sparseTopk < m) {
+          const top = tf.topk(filled, this.sparseTopk).values
+          const kth = tf.slice(top, [0, 0, 0, this.sparseTopk - 1], [-1, -1, -1, 1])
+          const keep = tf.logicalAnd(
+            tf.greaterEqual(filled, kth),
+            tf.greater(filled, tf.scalar(MASKED_LOGIT)),
+          )
+          filled = tf.where(keep, filled, tf.fill(filled.shape, MASKED_LOGIT)) as tf.Tensor4D
+        }
+        let attn = maskedSoftmax(filled, mask)
+        postSoftmax = attn
+        attn = maybeDropout(attn, this.dropout, this.training) as tf.Tensor4D
+        if (this.postTalking !== null) attn = mixHeads(attn, this.postTalking.weight)
+        out = groupedWeightedSum(attn, v)
+      }
+      if (this.headScaleParams !== null) out = tf.mul(out, this.headScaleParams) as tf.Tensor4D
+      let merged: tf.Tensor = mergeHeads(out)
+      if (this.toVGate !== null) {
+        const gates = this.toVGate.apply(x)
+        merged = tf.mul(merged, this.swigluValues ? tf.mul(gates, tf.sigmoid(gates)) : tf.sigmoid(gates))
+      }
+      let projected = this.toOut.apply(merged)
+      if (this.onAttn) {
+        const [a, g] = tf.split(projected, 2, -1) as [tf.Tensor, tf.Tensor]
+        projected = tf.mul(a, tf.sigmoid(g))
+      }
+      if (call.mask != null) projected = tf.mul(projected, tf.expandDims(tf.cast(call.mask, 'float32'), -1))
+      return {
+        out: projected,
+        k: cacheK,
+        v: cacheV,
+        ...(needMaps && preSoftmax !== null ? { pre: preSoftmax } : {}),
+        ...(needMaps && postSoftmax !== null ? { post: postSoftmax } : {}),
+      } as Record<string, tf.Tensor>
+    })
+    return {
+      out: result.out as tf.Tensor3D,
+      cache: { k: result.k as tf.Tensor4D, v: result.v as tf.Tensor4D },
+      preSoftmax: (result.pre as tf.Tensor4D | undefined) ?? null,
+      postSoftmax: (result.post as tf.Tensor4D | undefined) ?? null,
+    }
+  }
+}

@@ -1,0 +1,518 @@
+import * as tf from '@tensorflow/tfjs-core'
+import { ConfigError, Module, SeededRandom } from '@xattn/core'
+import { Attention, type AttentionCache, type AttentionOptions } from './attention.js'
+import { FnWrapper, GRUGating, LayerScale, Residual, type ResidualJoin, shiftTokens } from './blocks.js'
+import { ModuleList } from './containers.js'
+import { FeedForward, type FeedForwardOptions } from './feedForward.js'
+import { createNorm, type Norm, type NormKind } from './norms.js'
+import { DynamicPositionBias, type PositionBias, RelativePositionBias } from './positionBias.js'
+import { alibiSlopes, RotaryEmbedding } from './positions.js'
+import { softclamp } from './tensorOps.js'
+
+const PKG = '@xattn/transformer'
+
+/** Attention options a stack passes to each of its attention layers (everything but `dim`, `heads`, `causal`). */
+export type LayerAttentionOptions = Omit<AttentionOptions, 'dim' | 'heads' | 'causal' | 'rng'>
+/** Feedforward options a stack passes to each of its feedforward layers. */
+export type LayerFeedForwardOptions = Omit<FeedForwardOptions, 'dim' | 'rng'>
+
+/**
+ * Options of {@link AttentionLayers} / {@link Encoder} / {@link Decoder}; names mirror
+ * x-transformers' `AttentionLayers` kwargs, with the `attn_`, `ff_` and `cross_attn_` prefixed
+ * ones grouped as `attn`, `ff` and `crossAttn`.
+ */
+export interface AttentionLayersOptions {
+  readonly dim: number
+  readonly depth: number
+  /** Default 8. */
+  readonly heads?: number
+  readonly causal?: boolean
+  /** Add a cross-attention layer ('c') after each self-attention layer. */
+  readonly crossAttend?: boolean
+  /** Blocks of cross-attention and feedforward only. */
+  readonly onlyCross?: boolean
+  readonly useScalenorm?: boolean
+  readonly useRmsnorm?: boolean
+  readonly useSimpleRmsnorm?: boolean
+  /** Store norm gains and LayerScale as `value - 1`; default true. */
+  readonly normAddUnitOffset?: boolean
+  readonly alibiPosBias?: boolean
+  /** Heads that get ALiBi (the rest none); default `heads`. */
+  readonly alibiNumHeads?: number
+  readonly relPosBias?: boolean
+  readonly relPosNumBuckets?: number
+  readonly relPosMaxDistance?: number
+  readonly dynamicPosBias?: boolean
+  readonly dynamicPosBiasLogDistance?: boolean
+  readonly dynamicPosBiasMlpDepth?: number
+  readonly rotaryPosEmb?: boolean
+  /** Rotated features per head; default `max(dimHead / 2, 32)`. */
+  readonly rotaryEmbDim?: number
+  readonly rotaryXpos?: boolean
+  readonly rotaryXposScaleBase?: number
+  readonly rotaryInterpolationFactor?: number
+  readonly rotaryBaseRescaleFactor?: number
+  /** Add each self-attention layer's pre-softmax logits to the next one's (RealFormer). */
+  readonly residualAttn?: boolean
+  readonly crossResidualAttn?: boolean
+  /** Feedforward halves around attention: blocks `f a f`, each feedforward scaled by 0.5. */
+  readonly macaron?: boolean
+  /** Pre-norm (default) or post-norm. */
+  readonly preNorm?: boolean
+  readonly gateResidual?: boolean
+  readonly scaleResidual?: boolean
+  readonly scaleResidualConstant?: number
+  /** Token shift per layer: a number for every layer or one per layer. */
+  readonly shiftTokens?: number | readonly number[]
+  readonly sandwichNorm?: boolean
+  readonly useLayerscale?: boolean
+  readonly layerscaleInitValue?: number
+  readonly softclampOutput?: boolean
+  readonly softclampOutputValue?: number
+  readonly zeroInitBranchOutput?: boolean
+  /** Default: true with rotary or T5 relative bias. Read by {@link TransformerWrapper}. */
+  readonly disableAbsPosEmb?: boolean
+  readonly attn?: LayerAttentionOptions
+  readonly ff?: LayerFeedForwardOptions
+  /** Overrides of `attn` for cross-attention layers (e.g. `dimContext`). */
+  readonly crossAttn?: LayerAttentionOptions
+  /** Seed of the initial parameters; default 0. */
+  readonly seed?: number
+}
+
+/** Per-call inputs of {@link AttentionLayers.forward}. */
+export interface AttentionLayersCall {
+  /** `bool [b, n]` padding mask. */
+  readonly mask?: tf.Tensor | null
+  /** `[b, mc, dimContext]` for cross-attention layers. */
+  readonly context?: tf.Tensor | null
+  /** `bool [b, mc]`. */
+  readonly contextMask?: tf.Tensor | null
+  /**
+   * KV-cache hook: one {@link AttentionCache} per attention layer ('a' and 'c', in order), holding
+   * the keys/values of earlier positions; `x` then holds only the new positions. Rotary and
+   * position biases use positions `mPrev …`. The result's `cache` is the updated list.
+   */
+  readonly cache?: readonly AttentionCache[] | null
+  /** Also return per-layer hiddens and attention maps. */
+  readonly returnIntermediates?: boolean
+}
+
+/** What {@link AttentionLayers.forward} returns; the caller owns every tensor. */
+export interface AttentionLayersResult {
+  /** `[b, n, dim]` after the final norm. */
+  readonly out: tf.Tensor3D
+  /** The input of every layer, then the output of the last layer before the final norm (with `returnIntermediates`). */
+  readonly hiddens: tf.Tensor3D[]
+  /** Post-softmax attention maps `[b, h, n, M + m]` of every attention layer (with `returnIntermediates`). */
+  readonly attention: tf.Tensor4D[]
+  /** Updated KV cache, one entry per attention layer. */
+  readonly cache: AttentionCache[]
+}
+
+interface LayerSlot {
+  readonly type: 'a' | 'c' | 'f'
+  readonly preNorm: Norm | null
+  readonly postBranchNorm: Norm | null
+  readonly postMainNorm: Norm | null
+  readonly attention: Attention | null
+  readonly feedForward: FeedForward | null
+  readonly branchScale: number
+  readonly shifts: readonly number[] | null
+  readonly layerScale: LayerScale | null
+  readonly residual: ResidualJoin
+}
+
+function oneOf(names: Record<string, boolean | undefined>): string[] {
+  return Object.entries(names)
+    .filter(([, on]) => on === true)
+    .map(([name]) => name)
+}
+
+/**
+ * x-transformers' `AttentionLayers`: a stack of attention ('a'), cross-attention ('c') and
+ * feedforward ('f') layers with its norms, residuals and positions. Use {@link Encoder} or
+ * {@link Decoder}. State-dict names as x-transformers (`layers.0.0.0.gamma`, `layers.0.1.to_q.weight`,
+ * `final_norm.gamma`, `rotary_pos_emb.inv_freq`, `rel_pos.…`).
+ *
+ * Shapes: `x [b n dim]` → `[b n dim]`.
+ */
+export class AttentionLayers extends Module {
+  readonly dim: number
+  readonly heads: number
+  readonly causal: boolean
+  readonly crossAttend: boolean
+  readonly layerTypes: readonly ('a' | 'c' | 'f')[]
+  readonly disableAbsPosEmb: boolean
+  readonly residualAttn: boolean
+  readonly crossResidualAttn: boolean
+  readonly preNorm: boolean
+  readonly finalNorm: Norm | null
+  readonly rotary: RotaryEmbedding | null
+  readonly positionBias: PositionBias | null
+  readonly alibiSlopes: readonly number[] | null
+  readonly softclampOutputValue: number | null
+  private readonly slots: LayerSlot[] = []
+
+  constructor(options: AttentionLayersOptions) {
+    super()
+    const rng = new SeededRandom(options.seed ?? 0)
+    const dim = options.dim
+    if (!(Number.isInteger(dim) && dim > 0))
+      throw new ConfigError(PKG, 'dim', `AttentionLayers: dim must be a positive integer, got ${dim}`)
+    if (!(Number.isInteger(options.depth) && options.depth > 0)) {
+      throw new ConfigError(
+        PKG,
+        'depth',
+        `AttentionLayers: depth must be a positive integer, got ${options.depth}`,
+      )
+    }
+    this.dim = dim
+    this.heads = options.heads ?? 8
+    this.causal = options.causal ?? false
+    this.crossAttend = options.crossAttend ?? false
+    const attnOptions = options.attn ?? {}
+    const dimHead = attnOptions.dimHead ?? 64
+    const rotaryOn = (options.rotaryPosEmb ?? false) || (options.rotaryXpos ?? false)
+    this.disableAbsPosEmb = options.disableAbsPosEmb ?? ((options.relPosBias ?? false) || rotaryOn)
+
+    const norms = oneOf({
+      useScalenorm: options.useScalenorm,
+      useRmsnorm: options.useRmsnorm,
+      useSimpleRmsnorm: options.useSimpleRmsnorm,
+    })
+    if (norms.length > 1)
+      throw new ConfigError(
+        PKG,
+        norms[1] ?? 'norm',
+        `AttentionLayers: choose at most one of ${norms.join(', ')}`,
+      )
+    const normKind: NormKind = options.useScalenorm
+      ? 'scalenorm'
+      : options.useRmsnorm
+        ? 'rmsnorm'
+        : options.useSimpleRmsnorm
+          ? 'simplermsnorm'
+          : 'layernorm'
+    const unitOffset = options.normAddUnitOffset ?? true
+    const makeNorm = () => createNorm(normKind, dim, unitOffset)
+
+    const biases = oneOf({
+      relPosBias: options.relPosBias,
+      dynamicPosBias: options.dynamicPosBias,
+      alibiPosBias: options.alibiPosBias,
+    })
+    if (biases.length > 1)
+      throw new ConfigError(
+        PKG,
+        biases[1] ?? 'relPosBias',
+        `AttentionLayers: choose at most one of ${biases.join(', ')}`,
+      )
+    if (options.rotaryXpos === true && !this.causal) {
+      throw new ConfigError(
+        PKG,
+        'rotaryXpos',
+        'AttentionLayers: rotaryXpos needs causal attention (a Decoder)',
+      )
+    }
+    this.preNorm = options.preNorm ?? true
+    const sandwich = options.sandwichNorm ?? false
+    if (sandwich && !this.preNorm)
+      throw new ConfigError(PKG, 'sandwichNorm', 'AttentionLayers: sandwichNorm needs preNorm')
+    this.residualAttn = options.residualAttn ?? false
+    this.crossResidualAttn = options.crossResidualAttn ?? false
+    this.softclampOutputValue = options.softclampOutput === true ? (options.softclampOutputValue ?? 30) : null
+
+    if (rotaryOn) {
+      const rotDim = Math.max(options.rotaryEmbDim ?? Math.floor(dimHead / 2), 32)
+      if (rotDim > dimHead || rotDim % 2 !== 0) {
+        throw new ConfigError(
+          PKG,
+          'rotaryEmbDim',
+          `AttentionLayers: rotary dim ${rotDim} must be even and at most dimHead=${dimHead}`,
+        )
+      }
+      this.rotary = this.addModule(
+        'rotary_pos_emb',
+        new RotaryEmbedding({
+          dim: rotDim,
+          useXpos: options.rotaryXpos ?? false,
+          scaleBase: options.rotaryXposScaleBase ?? 512,
+          interpolationFactor: options.rotaryInterpolationFactor ?? 1,
+          baseRescaleFactor: options.rotaryBaseRescaleFactor ?? 1,
+        }),
+      )
+    } else {
+      this.rotary = null
+    }
+    this.alibiSlopes = null
+    this.positionBias = null
+    if (options.relPosBias === true) {
+      const numBuckets = options.relPosNumBuckets ?? 32
+      const maxDistance = options.relPosMaxDistance ?? 128
+      if (numBuckets > maxDistance)
+        throw new ConfigError(
+          PKG,
+          'relPosNumBuckets',
+          'AttentionLayers: relPosNumBuckets must be at most relPosMaxDistance',
+        )
+      this.positionBias = this.addModule(
+        'rel_pos',
+        new RelativePositionBias({
+          heads: this.heads,
+          causal: this.causal,
+          scale: dimHead ** 0.5,
+          numBuckets,
+          maxDistance,
+          rng,
+        }),
+      )
+    } else if (options.dynamicPosBias === true) {
+      this.positionBias = this.addModule(
+        'rel_pos',
+        new DynamicPositionBias({
+          dim: Math.floor(dim / 4),
+          heads: this.heads,
+          depth: options.dynamicPosBiasMlpDepth ?? 2,
+          logDistance: options.dynamicPosBiasLogDistance ?? false,
+          rng,
+        }),
+      )
+    } else if (options.alibiPosBias === true) {
+      const alibiHeads = options.alibiNumHeads ?? this.heads
+      if (!(Number.isInteger(alibiHeads) && alibiHeads > 0 && alibiHeads <= this.heads)) {
+        throw new ConfigError(
+          PKG,
+          'alibiNumHeads',
+          `AttentionLayers: alibiNumHeads must be in [1, heads=${this.heads}], got ${alibiHeads}`,
+        )
+      }
+      const slopes = alibiSlopes(alibiHeads)
+      this.alibiSlopes = [...slopes, ...new Array<number>(this.heads - alibiHeads).fill(0)]
+    }
+
+    const onlyCross = options.onlyCross ?? false
+    let block: ('a' | 'c' | 'f')[] = this.crossAttend
+      ? onlyCross
+        ? ['c', 'f']
+        : ['a', 'c', 'f']
+      : ['a', 'f']
+    const macaron = options.macaron ?? false
+    if (macaron) block = ['f', ...block]
+    const types: ('a' | 'c' | 'f')[] = []
+    for (let d = 0; d < options.depth; d++) types.push(...block)
+    this.layerTypes = types
+
+    const shiftOption = options.shiftTokens ?? 0
+    const shiftsPerLayer = typeof shiftOption === 'number' ? types.map(() => shiftOption) : [...shiftOption]
+    if (shiftsPerLayer.length !== types.length) {
+      throw new ConfigError(
+        PKG,
+        'shiftTokens',
+        `AttentionLayers: shiftTokens needs one entry per layer (${types.length}), got ${shiftsPerLayer.length}`,
+      )
+    }
+    const useLayerscale = options.useLayerscale ?? false
+    const zeroInit = options.zeroInitBranchOutput ?? false
+    const layers = this.addModule('layers', new ModuleList())
+    types.forEach((type, index) => {
+      const layer = layers.add(index, new ModuleList())
+      const normList = layer.add(0, new ModuleList())
+      const preNormModule = this.preNorm ? normList.add(0, makeNorm()) : null
+      const postBranchNorm = sandwich ? normList.add(1, makeNorm()) : null
+      const postMainNorm = this.preNorm ? null : normList.add(2, makeNorm())
+      let core: Module
+      let attention: Attention | null = null
+      let feedForward: FeedForward | null = null
+      if (type === 'f') {
+        feedForward = new FeedForward({
+          dim,
+          ...(options.ff ?? {}),
+          ...(zeroInit ? { zeroInitOutput: true } : {}),
+          rng,
+        })
+        core = feedForward
+      } else {
+        const merged = type === 'c' ? { ...attnOptions, ...(options.crossAttn ?? {}) } : attnOptions
+        attention = new Attention({
+          dim,
+          heads: this.heads,
+          causal: type === 'a' ? this.causal : false,
+          ...merged,
+          ...(zeroInit ? { zeroInitOutput: true } : {}),
+          rng,
+        })
+        core = attention
+      }
+      const branchScale = macaron && type === 'f' ? 0.5 : 1
+      let top: Module = core
+      if (branchScale !== 1) top = new FnWrapper(top)
+      const layerShift = shiftsPerLayer[index] ?? 0
+      let shifts: number[] | null = null
+      if (layerShift > 0) {
+        const lower = this.causal ? 0 : -layerShift
+        shifts = []
+        for (let s = lower; s <= layerShift; s++) shifts.push(s)
+        top = new FnWrapper(top)
+      }
+      let layerScale: LayerScale | null = null
+      if (useLayerscale) {
+        layerScale = new LayerScale(top, dim, options.layerscaleInitValue ?? 0, unitOffset)
+        top = layerScale
+      }
+      layer.add(1, top)
+      const residual: ResidualJoin =
+        options.gateResidual === true
+          ? new GRUGating(dim, options.scaleResidual ?? false, rng)
+          : new Residual(dim, options.scaleResidual ?? false, options.scaleResidualConstant ?? 1)
+      layer.add(2, residual)
+      this.slots.push({
+        type,
+        preNorm: preNormModule,
+        postBranchNorm,
+        postMainNorm,
+        attention,
+        feedForward,
+        branchScale,
+        shifts,
+        layerScale,
+        residual,
+      })
+    })
+    this.finalNorm = this.preNorm ? this.addModule('final_norm', makeNorm()) : null
+  }
+
+  /** The attention layers ('a' and 'c'), in order: the KV cache has one entry per layer here. */
+  get attentionLayers(): Attention[] {
+    return this.slots.flatMap((slot) => (slot.attention === null ? [] : [slot.attention]))
+  }
+
+  /** `x [b n dim]` → `{ out [b n dim], hiddens, attention, cache }`. */
+  forward(x: tf.Tensor, call: AttentionLayersCall = {}): AttentionLayersResult {
+    if (x.shape.length !== 3 || x.shape[2] !== this.dim) {
+      throw new ConfigError(
+        PKG,
+        'x',
+        `AttentionLayers: x must be [b, n, ${this.dim}], got [${x.shape.join(',')}]`,
+      )
+    }
+    const context = call.context ?? null
+    if (this.crossAttend !== (context !== null)) {
+      throw new ConfigError(
+        PKG,
+        'context',
+        this.crossAttend
+          ? 'AttentionLayers: crossAttend layers need a context'
+          : 'AttentionLayers: context given but crossAttend is off',
+      )
+    }
+    const numAttention = this.slots.filter((s) => s.attention !== null).length
+    if (call.cache != null && call.cache.length !== numAttention) {
+      throw new ConfigError(
+        PKG,
+        'cache',
+        `AttentionLayers: cache needs one entry per attention layer (${numAttention}), got ${call.cache.length}`,
+      )
+    }
+    const wantIntermediates = call.returnIntermediates === true
+    const result = tf.tidy(() => {
+      const n = x.shape[1] as number
+      // Positions continue after the cached ones (taken from the first self-attention entry).
+      const attnTypes = this.slots.filter((slot) => slot.attention !== null).map((slot) => slot.type)
+      const firstSelf = attnTypes.indexOf('a')
+      const offset = call.cache == null || firstSelf < 0 ? 0 : (call.cache[firstSelf]?.k.shape[2] ?? 0)
+      const rotary = this.rotary === null ? null : this.rotary.apply(offset + n)
+      const hiddens: tf.Tensor[] = []
+      const maps: tf.Tensor[] = []
+      const caches: tf.Tensor[] = []
+      let h: tf.Tensor = x
+      let prevAttn: tf.Tensor | null = null
+      let prevCrossAttn: tf.Tensor | null = null
+      let attnIndex = 0
+      for (const slot of this.slots) {
+        const residual = h
+        if (wantIntermediates) hiddens.push(h)
+        let branchInput = slot.preNorm === null ? h : slot.preNorm.apply(h)
+        let out: tf.Tensor
+        if (slot.shifts !== null) {
+          branchInput = shiftTokens(branchInput, slot.shifts, slot.type === 'f' ? null : (call.mask ?? null))
+        }
+        if (slot.attention !== null) {
+          const isSelf = slot.type === 'a'
+          const needPre = isSelf ? this.residualAttn : this.crossResidualAttn
+          const res = slot.attention.forward(branchInput, {
+            mask: call.mask ?? null,
+            context: isSelf ? null : context,
+            contextMask: isSelf ? null : (call.contextMask ?? null),
+            rotary: isSelf ? rotary : null,
+            positionBias: isSelf ? this.positionBias : null,
+            alibiSlopes: isSelf ? this.alibiSlopes : null,
+            prevAttn: isSelf ? prevAttn : prevCrossAttn,
+            cache: call.cache?.[attnIndex] ?? null,
+            returnAttention: wantIntermediates || needPre,
+          })
+          attnIndex++
+          out = res.out
+          caches.push(res.cache.k, res.cache.v)
+          if (wantIntermediates && res.postSoftmax !== null) maps.push(res.postSoftmax)
+          if (isSelf && this.residualAttn) prevAttn = res.preSoftmax
+          if (!isSelf && this.crossResidualAttn) prevCrossAttn = res.preSoftmax
+        } else {
+          out = (slot.feedForward as FeedForward).apply(branchInput)
+        }
+        if (slot.branchScale !== 1) out = tf.mul(out, tf.scalar(slot.branchScale))
+        if (slot.layerScale !== null) out = slot.layerScale.scale(out)
+        if (slot.postBranchNorm !== null) out = slot.postBranchNorm.apply(out)
+        h = slot.residual.join(out, residual)
+        if (slot.postMainNorm !== null) h = slot.postMainNorm.apply(h)
+      }
+      if (wantIntermediates) hiddens.push(h)
+      if (this.softclampOutputValue !== null) h = softclamp(h, this.softclampOutputValue)
+      const final = this.finalNorm === null ? h : this.finalNorm.apply(h)
+      return { out: final, hiddens, maps, caches }
+    })
+    const cache: AttentionCache[] = []
+    for (let i = 0; i < result.caches.length; i += 2) {
+      cache.push({ k: result.caches[i] as tf.Tensor4D, v: result.caches[i + 1] as tf.Tensor4D })
+    }
+    return {
+      out: result.out as tf.Tensor3D,
+      hiddens: result.hiddens as tf.Tensor3D[],
+      attention: result.maps as tf.Tensor4D[],
+      cache,
+    }
+  }
+}
+
+/** Options of {@link Encoder} and {@link Decoder}: {@link AttentionLayersOptions} without `causal`. */
+export type StackOptions = Omit<AttentionLayersOptions, 'causal'>
+
+/**
+ * Bidirectional stack (x-transformers' `Encoder`).
+ *
+ * @example
+ * const encoder = new Encoder({ dim: 32, depth: 2, heads: 4, attn: { dimHead: 8 } })
+ * encoder.forward(x, { mask }).out // [b, n, 32]
+ */
+export class Encoder extends AttentionLayers {
+  constructor(options: StackOptions) {
+    if ('causal' in options)
+      throw new ConfigError(PKG, 'causal', 'Encoder: causality cannot be set on an Encoder')
+    super({ ...options, causal: false })
+  }
+}
+
+/**
+ * Causal stack (x-transformers' `Decoder`).
+ *
+ * @example
+ * const decoder = new Decoder({ dim: 32, depth: 2, heads: 4, attn: { dimHead: 8 }, rotaryPosEmb: true })
+ * decoder.forward(x).out // [b, n, 32]
+ */
+export class Decoder extends AttentionLayers {
+  constructor(options: StackOptions) {
+    if ('causal' in options)
+      throw new ConfigError(PKG, 'causal', 'Decoder: causality cannot be set on a Decoder')
+    super({ ...options, causal: true })
+  }
+}

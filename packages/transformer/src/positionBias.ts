@@ -1,0 +1,147 @@
+import * as tf from '@tensorflow/tfjs-core'
+import { Module, type SeededRandom } from '@xattn/core'
+import { ModuleList } from './containers.js'
+import { Embedding, embeddingLookup } from './embedding.js'
+import { Linear } from './linear.js'
+import { silu } from './tensorOps.js'
+
+/**
+ * A learned additive attention bias that depends only on relative positions. `bias(i, j)` gives
+ * `[h, i, j]` for the last `i` of `j` positions (queries `j - i … j - 1` against keys `0 … j - 1`),
+ * so a cached decoding step asks for `bias(1, j)`. Memory KV slots are not included.
+ */
+export interface PositionBias extends Module {
+  bias(i: number, j: number): tf.Tensor3D
+}
+
+/** Options of {@link RelativePositionBias}. */
+export interface RelativePositionBiasOptions {
+  readonly heads: number
+  readonly causal: boolean
+  /** Multiplies the looked-up bias (x-transformers passes `dimHead ** 0.5`). */
+  readonly scale: number
+  readonly numBuckets?: number
+  readonly maxDistance?: number
+  readonly rng: SeededRandom
+}
+
+/**
+ * T5 relative position bias: log-spaced distance buckets (`num_buckets`, `max_distance`), one
+ * learned value per bucket and head (`relative_attention_bias.weight [numBuckets, heads]`).
+ */
+export class RelativePositionBias extends Module implements PositionBias {
+  readonly table: Embedding
+  readonly heads: number
+  readonly causal: boolean
+  readonly scale: number
+  readonly numBuckets: number
+  readonly maxDistance: number
+
+  constructor(options: RelativePositionBiasOptions) {
+    super()
+    this.heads = options.heads
+    this.causal = options.causal
+    this.scale = options.scale
+    this.numBuckets = options.numBuckets ?? 32
+    this.maxDistance = options.maxDistance ?? 128
+    this.table = this.addModule(
+      'relative_attention_bias',
+      new Embedding(this.numBuckets, this.heads, { rng: options.rng }),
+    )
+  }
+
+  /** The bucket of each relative position `key - query` (computed on the host, as integers). */
+  buckets(i: number, j: number): Int32Array {
+    const out = new Int32Array(i * j)
+    let numBuckets = this.numBuckets
+    if (!this.causal) numBuckets = Math.floor(numBuckets / 2)
+    const maxExact = Math.floor(numBuckets / 2)
+    const logRange = Math.fround(Math.log(this.maxDistance / maxExact))
+    for (let qi = 0; qi < i; qi++) {
+      const qPos = j - i + qi
+      for (let kj = 0; kj < j; kj++) {
+        let n = -(kj - qPos)
+        let ret = 0
+        if (!this.causal) {
+          if (n < 0) ret += numBuckets
+          n = Math.abs(n)
+        } else {
+          n = Math.max(n, 0)
+        }
+        if (n < maxExact) {
+          ret += n
+        } else {
+          // float32 arithmetic, as torch computes it, then truncation (.long()).
+          const ratio = Math.fround(Math.fround(n) / maxExact)
+          const scaled = Math.fround(
+            Math.fround(Math.fround(Math.log(ratio)) / logRange) * (numBuckets - maxExact),
+          )
+          ret += Math.min(maxExact + Math.trunc(scaled), numBuckets - 1)
+        }
+        out[qi * j + kj] = ret
+      }
+    }
+    return out
+  }
+
+  bias(i: number, j: number): tf.Tensor3D {
+    return tf.tidy(() => {
+      const idx = tf.tensor2d(this.buckets(i, j), [i, j], 'int32')
+      const values = this.table.apply(idx) // [i, j, h]
+      return tf.mul(tf.transpose(values, [2, 0, 1]), tf.scalar(this.scale)) as tf.Tensor3D
+    })
+  }
+}
+
+/** Options of {@link DynamicPositionBias}. */
+export interface DynamicPositionBiasOptions {
+  /** Hidden width of the MLP (x-transformers uses `dim / 4`). */
+  readonly dim: number
+  readonly heads: number
+  /** Number of hidden layers (x-transformers' `dynamic_pos_bias_mlp_depth`, default 2). */
+  readonly depth?: number
+  /** Feed `sign(d)·log(|d| + 1)` instead of the raw distance. */
+  readonly logDistance?: boolean
+  readonly rng: SeededRandom
+}
+
+/**
+ * Dynamic position bias: an MLP (`mlp.0.0`, `mlp.1.0`, …, `mlp.<depth>`) maps each relative
+ * distance `query - key` to one bias per head.
+ */
+export class DynamicPositionBias extends Module implements PositionBias {
+  private readonly hidden: Linear[] = []
+  private readonly out: Linear
+  readonly logDistance: boolean
+
+  constructor(options: DynamicPositionBiasOptions) {
+    super()
+    const depth = options.depth ?? 2
+    this.logDistance = options.logDistance ?? false
+    const mlp = this.addModule('mlp', new ModuleList())
+    for (let layer = 0; layer < depth; layer++) {
+      const seq = mlp.add(layer, new ModuleList())
+      this.hidden.push(
+        seq.add(0, new Linear(layer === 0 ? 1 : options.dim, options.dim, { bias: true, rng: options.rng })),
+      )
+    }
+    this.out = mlp.add(depth, new Linear(options.dim, options.heads, { bias: true, rng: options.rng }))
+  }
+
+  bias(i: number, j: number): tf.Tensor3D {
+    return tf.tidy(() => {
+      // Distances query - key range over -(j-1) … (j-1); row r of the MLP output is distance r - (j-1).
+      let pos: tf.Tensor = tf.reshape(tf.range(-j + 1, j, 1, 'float32'), [2 * j - 1, 1])
+      if (this.logDistance) pos = tf.mul(tf.sign(pos), tf.log(tf.add(tf.abs(pos), tf.scalar(1))))
+      for (const layer of this.hidden) pos = silu(layer.apply(pos))
+      const table = this.out.apply(pos) // [2j-1, h]
+      const idx = new Int32Array(i * j)
+      for (let qi = 0; qi < i; qi++) {
+        const qPos = j - i + qi
+        for (let kj = 0; kj < j; kj++) idx[qi * j + kj] = qPos - kj + j - 1
+      }
+      const gathered = embeddingLookup(table, tf.tensor1d(idx, 'int32')) // [i*j, h]
+      return tf.reshape(tf.transpose(gathered, [1, 0]), [-1, i, j]) as tf.Tensor3D
+    })
+  }
+}

@@ -1,0 +1,198 @@
+import * as tf from '@tensorflow/tfjs-core'
+import { Module, type SeededRandom } from '@xattn/core'
+import { Embedding } from './embedding.js'
+import { l2normalize } from './tensorOps.js'
+
+/**
+ * Learned absolute positions (`emb.weight [maxSeqLen, dim]`), scaled by `dim^-0.5` (or
+ * l2-normalised instead, with `l2normEmbed`).
+ *
+ * @example
+ * const pos = new AbsolutePositionalEmbedding(32, 16, { rng })
+ * pos.apply(10) // [10, 32] for positions 0…9
+ */
+export class AbsolutePositionalEmbedding extends Module {
+  readonly emb: Embedding
+  readonly scale: number
+  readonly l2normEmbed: boolean
+
+  constructor(
+    readonly dim: number,
+    readonly maxSeqLen: number,
+    { l2normEmbed = false, rng }: { l2normEmbed?: boolean; rng: SeededRandom },
+  ) {
+    super()
+    this.l2normEmbed = l2normEmbed
+    this.scale = l2normEmbed ? 1 : dim ** -0.5
+    this.emb = this.addModule('emb', new Embedding(maxSeqLen, dim, { rng, std: l2normEmbed ? 1e-5 : 1 }))
+  }
+
+  /** Embeddings `[n, dim]` of positions `offset … offset + n - 1`. */
+  apply(n: number, offset = 0): tf.Tensor2D {
+    return tf.tidy(() => {
+      const pos = tf.range(offset, offset + n, 1, 'int32')
+      const emb = tf.mul(this.emb.apply(pos), tf.scalar(this.scale))
+      return (this.l2normEmbed ? l2normalize(emb) : emb) as tf.Tensor2D
+    })
+  }
+}
+
+/**
+ * Scaled sinusoidal positions: `[sin(p·f), cos(p·f)] · scale`, with a learned scalar `scale [1]`
+ * (initial `dim^-0.5`) and `inv_freq = theta^-(i / (dim/2))` (a non-persistent buffer).
+ */
+export class ScaledSinusoidalEmbedding extends Module {
+  readonly scale: tf.Variable
+
+  constructor(
+    readonly dim: number,
+    readonly theta = 10000,
+  ) {
+    super()
+    this.scale = this.addParameter('scale', tf.fill([1], dim ** -0.5))
+    const half = dim / 2
+    this.addBuffer(
+      'inv_freq',
+      tf.tidy(() =>
+        tf.pow(tf.scalar(theta), tf.neg(tf.div(tf.range(0, half, 1, 'float32'), tf.scalar(half)))),
+      ),
+      { persistent: false },
+    )
+  }
+
+  /** The non-persistent `inv_freq [dim/2]` buffer. */
+  get invFreq(): tf.Tensor {
+    return this.buffer('inv_freq')
+  }
+
+  /** Embeddings `[n, dim]` of positions `offset … offset + n - 1`. */
+  apply(n: number, offset = 0): tf.Tensor2D {
+    return tf.tidy(() => {
+      const pos = tf.range(offset, offset + n, 1, 'float32')
+      const emb = tf.mul(tf.reshape(pos, [n, 1]), tf.reshape(this.buffer('inv_freq'), [1, -1]))
+      return tf.mul(tf.concat([tf.sin(emb), tf.cos(emb)], -1), this.scale) as tf.Tensor2D
+    })
+  }
+}
+
+/** Rotary frequencies for a run of positions, with the xpos scale when enabled. */
+export interface RotaryFreqs {
+  /** `[m, rotDim]`, each frequency repeated for its interleaved pair. */
+  readonly freqs: tf.Tensor2D
+  /** xpos scale `[m, rotDim]` (queries use it, keys its inverse), or null. */
+  readonly scale: tf.Tensor2D | null
+}
+
+/** Options of {@link RotaryEmbedding}. */
+export interface RotaryEmbeddingOptions {
+  /** Rotated features per head (even). */
+  readonly dim: number
+  readonly useXpos?: boolean
+  readonly scaleBase?: number
+  readonly interpolationFactor?: number
+  readonly base?: number
+  readonly baseRescaleFactor?: number
+}
+
+/**
+ * Rotary position embedding (GPT-J interleaved pairs). Persistent buffers `inv_freq [dim/2]` and,
+ * with xpos, `scale [dim/2]`, as in x-transformers' state dict.
+ */
+export class RotaryEmbedding extends Module {
+  readonly dim: number
+  readonly interpolationFactor: number
+  readonly scaleBase: number
+  readonly useXpos: boolean
+
+  constructor(options: RotaryEmbeddingOptions) {
+    super()
+    const { dim, useXpos = false, scaleBase = 512, interpolationFactor = 1, baseRescaleFactor = 1 } = options
+    this.dim = dim
+    this.useXpos = useXpos
+    this.scaleBase = scaleBase
+    this.interpolationFactor = interpolationFactor
+    const base = (options.base ?? 10000) * baseRescaleFactor ** (dim / (dim - 2))
+    this.addBuffer(
+      'inv_freq',
+      tf.tidy(() =>
+        tf.div(tf.scalar(1), tf.pow(tf.scalar(base), tf.div(tf.range(0, dim, 2, 'float32'), tf.scalar(dim)))),
+      ),
+    )
+    if (useXpos) {
+      this.addBuffer(
+        'scale',
+        tf.tidy(() =>
+          tf.div(tf.add(tf.range(0, dim, 2, 'float32'), tf.scalar(0.4 * dim)), tf.scalar(1.4 * dim)),
+        ),
+      )
+    }
+  }
+
+  /** Frequencies for positions `0 … m - 1` (the queries of a cached step use the last rows). */
+  apply(m: number): RotaryFreqs {
+    const freqs = tf.tidy(() => {
+      const t = tf.range(0, m, 1, 'float32')
+      let f = tf.mul(tf.reshape(t, [m, 1]), tf.reshape(this.buffer('inv_freq'), [1, -1]))
+      if (this.interpolationFactor !== 1) f = tf.div(f, tf.scalar(this.interpolationFactor))
+      return interleave(f)
+    })
+    if (!this.useXpos) return { freqs, scale: null }
+    const scale = tf.tidy(() => {
+      const t = tf.range(0, m, 1, 'float32')
+      // x-transformers centres the xpos power on max_pos // 2 with max_pos = m.
+      const power = tf.div(tf.sub(t, tf.scalar(Math.floor(m / 2))), tf.scalar(this.scaleBase))
+      return interleave(tf.pow(tf.reshape(this.buffer('scale'), [1, -1]), tf.reshape(power, [m, 1])))
+    })
+    return { freqs, scale }
+  }
+}
+
+/** `[m, k]` → `[m, 2k]` with each column repeated twice in place (`(d r)` with r = 2). */
+function interleave(x: tf.Tensor): tf.Tensor2D {
+  const [m, k] = x.shape as [number, number]
+  return tf.reshape(tf.stack([x, x], -1), [m, 2 * k]) as tf.Tensor2D
+}
+
+/**
+ * Applies rotary embedding to the first `rotDim` features of `t [b h n d]`, using the last `n` rows
+ * of `freqs` (and of the xpos `scale`, or its inverse for keys).
+ */
+export function applyRotary(t: tf.Tensor4D, rotary: RotaryFreqs, inverseScale: boolean): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [b, h, n, d] = t.shape
+    const [m, rotDim] = rotary.freqs.shape
+    const freqs = tf.slice(rotary.freqs, [m - n, 0], [n, rotDim])
+    let cos = tf.cos(freqs)
+    let sin = tf.sin(freqs)
+    if (rotary.scale !== null) {
+      let scale = tf.slice(rotary.scale, [m - n, 0], [n, rotDim])
+      if (inverseScale) scale = tf.div(tf.scalar(1), scale)
+      cos = tf.mul(cos, scale)
+      sin = tf.mul(sin, scale)
+    }
+    const rot = rotDim === d ? t : tf.slice(t, [0, 0, 0, 0], [b, h, n, rotDim])
+    // rotate_half on interleaved pairs: (x1, x2) → (-x2, x1).
+    const pairs = tf.reshape(rot, [b, h, n, rotDim / 2, 2])
+    const [x1, x2] = tf.unstack(pairs, -1) as [tf.Tensor, tf.Tensor]
+    const rotated = tf.reshape(tf.stack([tf.neg(x2), x1], -1), [b, h, n, rotDim])
+    const out = tf.add(tf.mul(rot, cos), tf.mul(rotated, sin))
+    if (rotDim === d) return out as tf.Tensor4D
+    return tf.concat([out, tf.slice(t, [0, 0, 0, rotDim], [b, h, n, d - rotDim])], -1) as tf.Tensor4D
+  })
+}
+
+/** ALiBi slopes for `heads` heads (geometric, with the interleaved extension for non powers of 2). */
+export function alibiSlopes(heads: number): number[] {
+  const powerOf2 = (n: number) => {
+    const start = 2 ** -(2 ** -(Math.log2(n) - 3))
+    return Array.from({ length: n }, (_, i) => start * start ** i)
+  }
+  if (Number.isInteger(Math.log2(heads))) return powerOf2(heads)
+  const closest = 2 ** Math.floor(Math.log2(heads))
+  return [
+    ...powerOf2(closest),
+    ...powerOf2(2 * closest)
+      .filter((_, i) => i % 2 === 0)
+      .slice(0, heads - closest),
+  ]
+}
