@@ -5,9 +5,20 @@
 // to_k, to_v, mem_k, mem_v). The seed of the project — one KV head together with memory KV,
 // which crashed x-transformers — is named among them.
 
+import { readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import * as tf from '@tensorflow/tfjs-core'
-import { attendReference, type HeadLayout, headLayout } from '@xattn/core'
-import { expandKv, mergeHeads, QKVProjection } from '@xattn/kv-heads'
+import {
+  attendReference,
+  attentionMask,
+  decodeSafetensors,
+  groupedScores,
+  type HeadLayout,
+  headLayout,
+  maskedSoftmax,
+} from '@xattn/core'
+import { expandKv, linearApply, mergeHeads, QKVProjection } from '@xattn/kv-heads'
 import { MemoryKV, prependMemoryKv } from '@xattn/memory-kv'
 import { describeEachBackend, expectClose, randomTensor, testRng } from '@xattn/test-utils'
 import { expect, it } from 'vitest'
@@ -436,3 +447,131 @@ describeEachBackend('kv-heads × memory-kv invariants (built packages)', () => {
     },
   )
 }, ['cpu', 'wasm'])
+
+// ---------------------------------------------------------------------------------------------
+// x-transformers parity of one attention layer (self-attention layer 0, or cross-attention layer 1): pre-norm, the
+// projections of @xattn/kv-heads, the memory of @xattn/memory-kv loaded from the checkpoint's
+// `mem_k`/`mem_v`, core's softmax, merge heads and `to_out`. Checks the shapes of the real
+// checkpoints (memory has kvHeads heads) and the numbers (post-softmax and the layer output).
+
+const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'fixtures', 'x-transformers')
+
+interface FixtureCase {
+  config: {
+    layers: 'Decoder' | 'Encoder'
+    layers_kwargs: {
+      dim: number
+      heads: number
+      attn_dim_head: number
+      attn_num_mem_kv?: number
+      attn_one_kv_head?: boolean
+      attn_kv_heads?: number
+      cross_attn_num_mem_kv?: number
+      cross_attn_one_kv_head?: boolean
+    }
+  }
+}
+
+function loadFixture(name: string) {
+  const dir = join(FIXTURES, name)
+  const meta = JSON.parse(readFileSync(join(dir, 'case.json'), 'utf8')) as FixtureCase
+  return {
+    meta,
+    model: decodeSafetensors(readFileSync(join(dir, 'model.safetensors'))),
+    inputs: decodeSafetensors(readFileSync(join(dir, 'inputs.safetensors'))),
+    intermediates: decodeSafetensors(readFileSync(join(dir, 'intermediates.safetensors'))),
+  }
+}
+
+function required(map: Map<string, tf.Tensor>, key: string): tf.Tensor {
+  const t = map.get(key)
+  if (t === undefined) throw new Error(`fixture has no ${key}`)
+  return t
+}
+
+describeEachBackend('kv-heads × memory-kv against x-transformers fixtures, one attention layer (built packages)', () => {
+  it.each([
+    ['num_mem_kv_one_kv_head', 0, 'seed: one KV head + memory KV'],
+    ['encoder_num_mem_kv_one_kv_head_mask', 0, 'seed: one KV head + memory KV, encoder with padding mask'],
+    [
+      'cross_attend_num_mem_kv_one_kv_head',
+      1,
+      'seed: one KV head + memory KV, cross-attention with context mask',
+    ],
+    ['cross_attend_dim_context', 1, 'cross-attention with dimKv 24 ≠ dim 32'],
+    ['num_mem_kv_kv_heads2', 0, 'GQA + memory KV'],
+    ['num_mem_kv', 0, 'MHA + memory KV'],
+    ['one_kv_head', 0, 'one KV head, no memory'],
+    ['kv_heads2', 0, 'GQA, no memory'],
+  ] as [string, 0 | 1, string][])('%s layer %i (%s): post-softmax and layer output match', (name, layer) => {
+    const { meta, model, inputs, intermediates } = loadFixture(name)
+    const kw = meta.config.layers_kwargs
+    // Layer 1 of the cross-attention cases is the cross-attention block (layer types a, c, f).
+    const cross = layer === 1
+    const causal = meta.config.layers === 'Decoder' && !cross
+    const numMemKv = (cross ? kw.cross_attn_num_mem_kv : kw.attn_num_mem_kv) ?? 0
+    const oneKvHead = cross ? kw.cross_attn_one_kv_head : kw.attn_one_kv_head
+    const kvHeads = cross ? undefined : kw.attn_kv_heads
+    const layout = headLayout({
+      heads: kw.heads,
+      dimHead: kw.attn_dim_head,
+      ...(oneKvHead === true ? { oneKvHead: true } : {}),
+      ...(kvHeads !== undefined ? { kvHeads } : {}),
+    })
+    const context = cross ? required(inputs, 'context') : null
+    const prefix = `attn_layers.layers.${layer}.1.`
+    const qkv = new QKVProjection({ layout, dim: kw.dim, dimKv: context?.shape[2] ?? kw.dim })
+    qkv.loadStateDict({
+      'to_q.weight': required(model, `${prefix}to_q.weight`),
+      'to_k.weight': required(model, `${prefix}to_k.weight`),
+      'to_v.weight': required(model, `${prefix}to_v.weight`),
+    })
+    const memory = numMemKv > 0 ? new MemoryKV({ layout, numMemKv }) : null
+    // Loading checks names and shapes: the checkpoint's memory has kvHeads heads, like ours.
+    memory?.loadStateDict({
+      mem_k: required(model, `${prefix}mem_k`),
+      mem_v: required(model, `${prefix}mem_v`),
+    })
+
+    const maskU8 = inputs.get('mask') ?? null
+    const keyMaskU8 = cross ? required(inputs, 'context_mask') : maskU8
+    const [probs, layerOut] = tf.tidy(() => {
+      const x = required(intermediates, `layer_hiddens.${layer}`)
+      // Pre-norm: LayerNorm without bias, eps 1e-5, gamma stored with the unit offset removed.
+      const { mean, variance } = tf.moments(x, -1, true)
+      const gamma = tf.add(required(model, `attn_layers.layers.${layer}.0.0.gamma`), tf.scalar(1))
+      const normed = tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, tf.scalar(1e-5)))), gamma)
+      const keyMask = keyMaskU8 === null ? null : tf.cast(keyMaskU8, 'bool')
+      const { q, k, v } = qkv.forward(normed, context)
+      const p = memory === null ? { k, v, keyMask } : memory.prepend({ k, v }, { keyMask })
+      const [, , n] = q.shape
+      const m = p.k.shape[2]
+      const logits = tf.mul(groupedScores(q, p.k), tf.scalar(layout.dimHead ** -0.5)) as tf.Tensor4D
+      const attnProbs = maskedSoftmax(logits, attentionMask(n, m, { causal, keyMask: p.keyMask }))
+      const attnOut = attendReference({ q, k: p.k, v: p.v }, { causal, keyMask: p.keyMask })
+      const out = tf.add(x, linearApply(mergeHeads(attnOut), required(model, `${prefix}to_out.weight`)))
+      return [attnProbs, out]
+    })
+    // PyTorch and tfjs both compute in float32 but in different orders: ~1e-6 apart for
+    // probabilities, ~1e-5 for the O(1) layer output; a wrong head, slot or mask is ≥1e-2.
+    expectClose(probs, required(intermediates, `attn.${layer}.post_softmax`), {
+      atol: 2e-5,
+      label: `${name} post_softmax`,
+    })
+    const expectedOut = required(intermediates, `layer_hiddens.${layer + 1}`)
+    if (maskU8 === null) {
+      expectClose(layerOut, expectedOut, { atol: 1e-4, label: `${name} layer output` })
+    } else {
+      // Padded query rows are zeroed by the Attention layer (DESIGN §3), not by these packages:
+      // compare the unpadded rows only.
+      const keep = tf.tidy(() => tf.reshape(tf.cast(maskU8, 'float32'), [...maskU8.shape, 1]))
+      const a = tf.mul(layerOut, keep)
+      const e = tf.mul(expectedOut, keep)
+      expectClose(a, e, { atol: 1e-4, label: `${name} layer output (unpadded rows)` })
+      tf.dispose([keep, a, e])
+    }
+    tf.dispose([probs, layerOut, ...model.values(), ...inputs.values(), ...intermediates.values()])
+    qkv.dispose()
+    memory?.dispose()
+  })
+}, ['cpu'])
