@@ -468,6 +468,7 @@ interface FixtureCase {
       attn_kv_heads?: number
       cross_attn_num_mem_kv?: number
       cross_attn_one_kv_head?: boolean
+      attn_qk_norm?: boolean
     }
   }
 }
@@ -481,6 +482,31 @@ function loadFixture(name: string) {
     inputs: decodeSafetensors(readFileSync(join(dir, 'inputs.safetensors'))),
     intermediates: decodeSafetensors(readFileSync(join(dir, 'intermediates.safetensors'))),
   }
+}
+
+/** `F.normalize(t, dim=-1)`: t / max(‖t‖, 1e-12). */
+function l2normalize(t: tf.Tensor4D): tf.Tensor4D {
+  return tf.div(t, tf.maximum(tf.norm(t, 'euclidean', -1, true), tf.scalar(1e-12)))
+}
+
+/**
+ * GPT-J interleaved rotary over the first 2·len(invFreq) features at positions 0…n-1:
+ * t·cos + rotate_pairs(t)·sin, with rotate_pairs(…, x1, x2, …) = (…, -x2, x1, …).
+ */
+function rotary(t: tf.Tensor4D, invFreq: tf.Tensor): tf.Tensor4D {
+  const [b, h, n, d] = t.shape
+  const half = invFreq.shape[0] as number
+  const rot = 2 * half
+  const freqs = tf.mul(tf.reshape(tf.range(0, n, 1, 'float32'), [n, 1]), tf.reshape(invFreq, [1, half]))
+  const angles = tf.reshape(tf.stack([freqs, freqs], -1), [n, rot]) // each frequency twice, interleaved
+  const rotated = tf.slice(t, [0, 0, 0, 0], [b, h, n, rot])
+  const pairs = tf.reshape(rotated, [b, h, n, half, 2])
+  const [x1, x2] = tf.split(pairs, 2, -1) as [tf.Tensor, tf.Tensor]
+  const turned = tf.reshape(tf.concat([tf.neg(x2), x1], -1), [b, h, n, rot])
+  const out = tf.add(tf.mul(rotated, tf.cos(angles)), tf.mul(turned, tf.sin(angles)))
+  return (
+    rot === d ? out : tf.concat([out, tf.slice(t, [0, 0, 0, rot], [b, h, n, d - rot])], -1)
+  ) as tf.Tensor4D
 }
 
 function required(map: Map<string, tf.Tensor>, key: string): tf.Tensor {
@@ -503,6 +529,11 @@ describeEachBackend('kv-heads × memory-kv against x-transformers fixtures, one 
     ['num_mem_kv', 0, 'MHA + memory KV'],
     ['one_kv_head', 0, 'one KV head, no memory'],
     ['kv_heads2', 0, 'GQA, no memory'],
+    [
+      'combo_memkv_onekv_rotary_qknorm_glu',
+      0,
+      'seed + rotary + qk-norm: memory keys normalised through the hook',
+    ],
   ] as [string, 0 | 1, string][])('%s layer %i (%s): post-softmax and layer output match', (name, layer) => {
     const { meta, model, inputs, intermediates } = loadFixture(name)
     const kw = meta.config.layers_kwargs
@@ -542,13 +573,24 @@ describeEachBackend('kv-heads × memory-kv against x-transformers fixtures, one 
       const gamma = tf.add(required(model, `attn_layers.layers.${layer}.0.0.gamma`), tf.scalar(1))
       const normed = tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, tf.scalar(1e-5)))), gamma)
       const keyMask = keyMaskU8 === null ? null : tf.cast(keyMaskU8, 'bool')
-      const { q, k, v } = qkv.forward(normed, context)
-      const p = memory === null ? { k, v, keyMask } : memory.prepend({ k, v }, { keyMask })
+      const projected = qkv.forward(normed, context)
+      let { q, k } = projected
+      const { v } = projected
+      const qkNorm = kw.attn_qk_norm === true
+      if (qkNorm) [q, k] = [l2normalize(q), l2normalize(k)]
+      const invFreq = model.get('attn_layers.rotary_pos_emb.inv_freq')
+      if (invFreq !== undefined && !cross) [q, k] = [rotary(q, invFreq), rotary(k, invFreq)]
+      // Memory keys are never rotated, but under qk-norm they are l2-normalised like the real keys.
+      const p =
+        memory === null
+          ? { k, v, keyMask }
+          : memory.prepend({ k, v }, { keyMask, transformMemoryKeys: qkNorm ? l2normalize : null })
       const [, , n] = q.shape
       const m = p.k.shape[2]
-      const logits = tf.mul(groupedScores(q, p.k), tf.scalar(layout.dimHead ** -0.5)) as tf.Tensor4D
+      const scale = qkNorm ? 10 : layout.dimHead ** -0.5 // x-transformers' qk_norm_scale default
+      const logits = tf.mul(groupedScores(q, p.k), tf.scalar(scale)) as tf.Tensor4D
       const attnProbs = maskedSoftmax(logits, attentionMask(n, m, { causal, keyMask: p.keyMask }))
-      const attnOut = attendReference({ q, k: p.k, v: p.v }, { causal, keyMask: p.keyMask })
+      const attnOut = attendReference({ q, k: p.k, v: p.v }, { causal, keyMask: p.keyMask, scale })
       const out = tf.add(x, linearApply(mergeHeads(attnOut), required(model, `${prefix}to_out.weight`)))
       return [attnProbs, out]
     })
