@@ -95,7 +95,10 @@ export interface AttentionCache {
 
 /** Per-call inputs of {@link Attention.forward}. */
 export interface AttentionCall {
-  /** `bool [b, n]`: padding mask of the queries (and, in self-attention, of the keys); padded query rows output 0. */
+  /**
+   * `bool [b, n]`: padding mask of the queries (and, in self-attention, of the keys); padded query
+   * rows output 0. With a self-attention `cache`: `[b, mPrev + n]`.
+   */
   readonly mask?: tf.Tensor | null
   /** Cross-attention input `[b, mc, dimContext]`. */
   readonly context?: tf.Tensor | null
@@ -113,8 +116,8 @@ export interface AttentionCall {
    * KV cache hook: keys/values of earlier positions (`[b, kvHeads, mPrev, d]`, pre qk-norm/rotary,
    * without memory KV). Self-attention appends the new keys (rotary is re-applied to all keys, so
    * `rotary` must cover `mPrev + n` positions); cross-attention (still called with `context`) uses
-   * the cache as the context's keys/values instead of projecting `context` again. Self-attention
-   * with a cache does not take `mask`.
+   * the cache as the context's keys/values instead of projecting `context` again. With a cache,
+   * `mask` covers all keys so far, `[b, mPrev + n]` (queries use its last `n` columns).
    */
   readonly cache?: AttentionCache | null
   /** Return the pre- and post-softmax attention maps (always via the reference building blocks). */
@@ -367,18 +370,25 @@ export class Attention extends Module {
         `Attention: context must be [${x.shape[0]}, mc, ${this.dimContext}], got [${context.shape.join(',')}]`,
       )
     }
-    if (call.mask != null && call.cache != null && !isCross) {
-      throw new ConfigError(
-        PKG,
-        'mask',
-        'Attention: a padding mask together with a KV cache is not supported',
-      )
+    const n = x.shape[1] as number
+    const selfKeys = (isCross ? 0 : (call.cache?.k.shape[2] ?? 0)) + n
+    if (call.mask != null) {
+      const width = call.mask.shape[1]
+      // With a cache the mask covers every key so far ([b, mPrev + n]); queries use its last n columns.
+      const allowed = isCross ? width !== undefined && width >= n : width === selfKeys
+      if (call.mask.dtype !== 'bool' || call.mask.shape.length !== 2 || !allowed) {
+        throw new ConfigError(
+          PKG,
+          'mask',
+          `Attention: mask must be bool [b, ${isCross ? 'n' : selfKeys}], got ${call.mask.dtype} [${call.mask.shape.join(',')}]`,
+        )
+      }
     }
     const needMaps = call.returnAttention === true || call.prevAttn != null
     const useBlocks = this.needsBuildingBlocks || needMaps
     const impl = useBlocks ? null : getAttention(this.attentionName)
     const result = tf.tidy(() => {
-      const [b, n] = x.shape as [number, number, number]
+      const b = x.shape[0] as number
       let q = splitHeads(this.toQ.apply(x), heads)
       let k: tf.Tensor4D
       let v: tf.Tensor4D
@@ -408,7 +418,12 @@ export class Attention extends Module {
         q = applyRotary(q, call.rotary, false)
         k = applyRotary(k, call.rotary, true)
       }
-      let keyMask: tf.Tensor | null = isCross ? (call.contextMask ?? null) : (call.mask ?? null)
+      const mask = call.mask ?? null
+      const queryMask =
+        mask === null || mask.shape[1] === n
+          ? mask
+          : tf.slice(mask, [0, (mask.shape[1] as number) - n], [b, n])
+      let keyMask: tf.Tensor | null = isCross ? (call.contextMask ?? null) : mask
       const i = n
       const j = k.shape[2]
       const memLen = this.numMemKv
@@ -487,7 +502,7 @@ export class Attention extends Module {
         const [a, g] = tf.split(projected, 2, -1) as [tf.Tensor, tf.Tensor]
         projected = tf.mul(a, tf.sigmoid(g))
       }
-      if (call.mask != null) projected = tf.mul(projected, tf.expandDims(tf.cast(call.mask, 'float32'), -1))
+      if (queryMask !== null) projected = tf.mul(projected, tf.expandDims(tf.cast(queryMask, 'float32'), -1))
       return {
         out: projected,
         k: cacheK,

@@ -82,7 +82,7 @@ export interface AttentionLayersOptions {
 
 /** Per-call inputs of {@link AttentionLayers.forward}. */
 export interface AttentionLayersCall {
-  /** `bool [b, n]` padding mask. */
+  /** `bool [b, n]` padding mask (with `cache`: `[b, offset + n]`, covering the cached keys). */
   readonly mask?: tf.Tensor | null
   /** `[b, mc, dimContext]` for cross-attention layers. */
   readonly context?: tf.Tensor | null
@@ -387,6 +387,20 @@ export class AttentionLayers extends Module {
     return this.slots.flatMap((slot) => (slot.attention === null ? [] : [slot.attention]))
   }
 
+  /** Positions already in `cache` (the length of the first self-attention entry); 0 without one. */
+  cacheOffset(cache: readonly AttentionCache[] | null): number {
+    if (cache === null) return 0
+    const attnTypes = this.slots.filter((slot) => slot.attention !== null).map((slot) => slot.type)
+    const firstSelf = attnTypes.indexOf('a')
+    return firstSelf < 0 ? 0 : (cache[firstSelf]?.k.shape[2] ?? 0)
+  }
+
+  /** Why this stack cannot decode with a KV cache (the x-transformers option name), or null. */
+  cacheUnsupportedReason(): string | null {
+    if (this.slots.some((slot) => slot.shifts !== null)) return 'shift_tokens'
+    return null
+  }
+
   /** `x [b n dim]` → `{ out [b n dim], hiddens, attention, cache }`. */
   forward(x: tf.Tensor, call: AttentionLayersCall = {}): AttentionLayersResult {
     if (x.shape.length !== 3 || x.shape[2] !== this.dim) {
@@ -417,10 +431,7 @@ export class AttentionLayers extends Module {
     const wantIntermediates = call.returnIntermediates === true
     const result = tf.tidy(() => {
       const n = x.shape[1] as number
-      // Positions continue after the cached ones (taken from the first self-attention entry).
-      const attnTypes = this.slots.filter((slot) => slot.attention !== null).map((slot) => slot.type)
-      const firstSelf = attnTypes.indexOf('a')
-      const offset = call.cache == null || firstSelf < 0 ? 0 : (call.cache[firstSelf]?.k.shape[2] ?? 0)
+      const offset = this.cacheOffset(call.cache ?? null)
       const rotary = this.rotary === null ? null : this.rotary.apply(offset + n)
       const hiddens: tf.Tensor[] = []
       const maps: tf.Tensor[] = []

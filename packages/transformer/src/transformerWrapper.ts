@@ -38,7 +38,7 @@ export interface TransformerWrapperOptions {
 
 /** Per-call inputs of {@link TransformerWrapper.forward}. */
 export interface WrapperCall {
-  /** `bool [b, n]` padding mask, true = keep. */
+  /** `bool [b, n]` padding mask, true = keep; with `cache`: `[b, offset + n]` (all keys so far). */
   readonly mask?: tf.Tensor | null
   /** Cross-attention context `[b, mc, dimContext]`. */
   readonly context?: tf.Tensor | null
@@ -191,7 +191,7 @@ export class TransformerWrapper extends Module {
       )
     }
     const [b, n] = tokens.shape as [number, number]
-    const offset = call.cache?.[0]?.k.shape[2] ?? 0
+    const offset = this.attnLayers.cacheOffset(call.cache ?? null)
     if (this.absPosEmb !== null && offset + n > this.maxSeqLen) {
       throw new ConfigError(
         PKG,
@@ -204,12 +204,12 @@ export class TransformerWrapper extends Module {
       (call.mask.dtype !== 'bool' ||
         call.mask.shape.length !== 2 ||
         call.mask.shape[0] !== b ||
-        call.mask.shape[1] !== n)
+        call.mask.shape[1] !== offset + n)
     ) {
       throw new ConfigError(
         PKG,
         'mask',
-        `TransformerWrapper: mask must be bool [${b}, ${n}], got ${call.mask.dtype} [${call.mask.shape.join(',')}]`,
+        `TransformerWrapper: mask must be bool [${b}, ${offset + n}], got ${call.mask.dtype} [${call.mask.shape.join(',')}]`,
       )
     }
     if (call.contextMask != null && call.contextMask.dtype !== 'bool') {
@@ -219,8 +219,9 @@ export class TransformerWrapper extends Module {
         `TransformerWrapper: contextMask must be bool, got ${call.contextMask.dtype}`,
       )
     }
-    if (call.cache != null && this.memoryTokens !== null) {
-      throw new ConfigError(PKG, 'cache', 'TransformerWrapper: a KV cache cannot be used with memory tokens')
+    const reason = call.cache == null ? null : this.cacheUnsupportedReason()
+    if (reason !== null) {
+      throw new ConfigError(PKG, reason, `TransformerWrapper: ${reason} cannot be used with a KV cache`)
     }
   }
 
@@ -236,6 +237,29 @@ export class TransformerWrapper extends Module {
     return result.logits
   }
 
+  /**
+   * One incremental-decoding step: logits for `tokens` (the new positions) and the updated KV cache.
+   * The caller owns the returned tensors (including the cache entries; entries passed in are not
+   * disposed here).
+   */
+  forwardWithCache(
+    tokens: tf.Tensor,
+    call: WrapperCall = {},
+  ): {
+    readonly logits: tf.Tensor3D | null
+    readonly embeddings: tf.Tensor3D
+    readonly cache: AttentionCache[]
+  } {
+    const result = this.run(tokens, call, false)
+    return { logits: result.logits, embeddings: result.embeddings, cache: result.cache }
+  }
+
+  /** Why this model cannot decode with a KV cache (the x-transformers option name), or null. */
+  cacheUnsupportedReason(): string | null {
+    if (this.numMemoryTokens > 0) return 'num_memory_tokens'
+    return this.attnLayers.cacheUnsupportedReason()
+  }
+
   /** Like {@link forward}, also returning embeddings, per-layer hiddens, attention maps and the KV cache. */
   forwardWithIntermediates(tokens: tf.Tensor, call: WrapperCall = {}): WrapperResult {
     return this.run(tokens, call, true)
@@ -246,7 +270,7 @@ export class TransformerWrapper extends Module {
     this.checkCall(tokens, call)
     const out = tf.tidy(() => {
       const [b, n] = tokens.shape as [number, number]
-      const offset = call.cache?.[0]?.k.shape[2] ?? 0
+      const offset = this.attnLayers.cacheOffset(call.cache ?? null)
       let x = this.tokenEmb.apply(tokens)
       if (this.l2normEmbed) x = l2normalize(x)
       if (this.absPosEmb !== null) x = tf.add(x, this.absPosEmb.apply(n, offset))
