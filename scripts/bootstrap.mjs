@@ -13,7 +13,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const localToolsDir = join(root, '.tools')
 
 const tasks = {
-  test: [['exec', 'turbo', 'run', 'lint', 'build', 'typecheck', 'test']],
+  test: [['exec', 'turbo', 'run', 'lint', 'build', 'typecheck', 'test', '--continue']],
   build: [['exec', 'turbo', 'run', 'build']],
   demo: [
     ['exec', 'turbo', 'run', 'build', '--filter=@xattn/demo...', '--output-logs=errors-only'],
