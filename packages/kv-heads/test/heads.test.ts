@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core'
-import { headLayout } from '@xattn/core'
+import { headLayout, ShapeContractError } from '@xattn/core'
 import { describeEachBackend, expectClose, expectNoLeaks, randomTensor } from '@xattn/test-utils'
 import { expect, it } from 'vitest'
-import { expandKv, mergeHeads, splitHeads } from '../src/index.js'
+import { expandKv, Linear, mergeHeads, QKVProjection, splitHeads } from '../src/index.js'
 import { splitHeadsLoops } from './helpers.js'
 
 describeEachBackend('splitHeads / mergeHeads / expandKv', () => {
@@ -56,5 +56,44 @@ describeEachBackend('splitHeads / mergeHeads / expandKv', () => {
       "@xattn/kv-heads mergeHeads: x has shape [2,3,4] but the contract is 'b h n d' (rank 4), got rank 3 (no bindings yet)",
     )
     tf.dispose([memoryLike, x, rank3])
+  })
+})
+
+describeEachBackend('expandKv gradient and module lifetimes', () => {
+  it('the gradient of expandKv sums the query heads that share a KV head', () => {
+    const layout = headLayout({ heads: 6, kvHeads: 2, dimHead: 2 })
+    const kv = randomTensor([1, 2, 3, 2], 4)
+    const w = randomTensor([1, 6, 3, 2], 5)
+    const grad = expectNoLeaks(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(expandKv(t, layout), w)))(kv), {
+      returns: 1,
+    })
+    const wv = w.dataSync()
+    const expected = new Float64Array(12)
+    // KV head j feeds query heads j, j + 2, j + 4.
+    for (let h = 0; h < 6; h++)
+      for (let i = 0; i < 6; i++) {
+        const at = (h % 2) * 6 + i
+        expected[at] = (expected[at] as number) + (wv[h * 6 + i] as number)
+      }
+    expectClose(grad, expected, { atol: 1e-6, label: 'd/d kv' })
+    tf.dispose([kv, w, grad])
+  })
+
+  it('modules free every tensor they own on dispose; failed calls allocate nothing', () => {
+    const before = tf.memory().numTensors
+    const layout = headLayout({ heads: 4, kvHeads: 2, dimHead: 2 })
+    const qkv = new QKVProjection({ layout, dim: 8, rng: 1 })
+    const lin = new Linear({ inFeatures: 8, outFeatures: 3, bias: true })
+    expect(tf.memory().numTensors - before).toBe(5)
+    const bad = tf.zeros([2, 3, 7])
+    const during = tf.memory().numTensors
+    expect(() => qkv.forward(bad)).toThrow(ShapeContractError)
+    expect(() => lin.forward(bad)).toThrow(ShapeContractError)
+    expect(() => splitHeads(bad, 2)).toThrow(ShapeContractError)
+    expect(tf.memory().numTensors).toBe(during)
+    bad.dispose()
+    qkv.dispose()
+    lin.dispose()
+    expect(tf.memory().numTensors).toBe(before)
   })
 })

@@ -336,3 +336,18 @@ describeEachBackend('prependMemoryKv contract errors', () => {
     memory.dispose()
   })
 }, ['cpu'])
+
+describeEachBackend('MemoryKV lifetime', () => {
+  it('frees its parameters on dispose; a rejected call allocates nothing', () => {
+    const before = tf.memory().numTensors
+    const memory = new MemoryKV({ layout: LAYOUTS.gqa, numMemKv: 2 })
+    expect(tf.memory().numTensors - before).toBe(2)
+    const k = tf.zeros([2, 6, 3, 3])
+    const during = tf.memory().numTensors
+    expect(() => memory.prepend({ k, v: k })).toThrow(ShapeContractError)
+    expect(tf.memory().numTensors).toBe(during)
+    k.dispose()
+    memory.dispose()
+    expect(tf.memory().numTensors).toBe(before)
+  })
+}, ['cpu'])
