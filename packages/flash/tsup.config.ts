@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup'
 
 export default defineConfig({
-  entry: ['src/index.ts', 'src/cpu.ts', 'src/wasm.ts'],
+  entry: ['src/index.ts', 'src/cpu.ts', 'src/wasm.ts', 'src/webgpu.ts'],
   format: ['esm'],
   dts: true,
   sourcemap: true,

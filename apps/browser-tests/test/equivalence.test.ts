@@ -8,6 +8,8 @@ import { equivalenceCases } from '../src/cases.js'
 import { launchChromium } from '../src/chromium.js'
 
 const BROWSER_BACKENDS = ['webgpu', 'webgl', 'wasm'] as const
+/** Backends with a flash kernel registered by the page. */
+const FLASH_BACKENDS: readonly string[] = ['webgpu', 'wasm']
 const cases = equivalenceCases()
 
 // Expected values: @xattn/core's reference attention on tfjs's cpu backend in Node.
@@ -19,7 +21,8 @@ let page: Page
 async function runInPage(backend: string, impl: string, spec: AttendCase): Promise<AttendResult> {
   return page.evaluate(
     async ([b, i, s]) => {
-      const h = (window as unknown as { xattnHarness: import('../src/page/main.js').XattnHarness }).xattnHarness
+      const h = (window as unknown as { xattnHarness: import('../src/page/main.js').XattnHarness })
+        .xattnHarness
       await h.use(b)
       return h.run(i, s)
     },
@@ -60,7 +63,8 @@ afterAll(async () => {
 describe.each(BROWSER_BACKENDS)('in Chromium on %s', (backend) => {
   it('the backend starts', async () => {
     const name = await page.evaluate(async (b) => {
-      const h = (window as unknown as { xattnHarness: import('../src/page/main.js').XattnHarness }).xattnHarness
+      const h = (window as unknown as { xattnHarness: import('../src/page/main.js').XattnHarness })
+        .xattnHarness
       return h.use(b)
     }, backend)
     expect(name).toBe(backend)
@@ -73,4 +77,15 @@ describe.each(BROWSER_BACKENDS)('in Chromium on %s', (backend) => {
       `${backend} reference ${name}`,
     )
   })
+
+  // A flash kernel must exist on every browser backend; the list only grows as kernels land.
+  if (FLASH_BACKENDS.includes(backend)) {
+    it.each(cases.map((c) => [c.name, c] as const))('flash: %s', async (name, spec) => {
+      compare(
+        await runInPage(backend, 'flash', spec),
+        expected.get(name) as AttendResult,
+        `${backend} flash ${name}`,
+      )
+    })
+  }
 })

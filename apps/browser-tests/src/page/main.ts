@@ -7,7 +7,7 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm'
 import * as tf from '@tensorflow/tfjs-core'
 import { attendReference, getAttention } from '@xattn/core'
 import '@xattn/flash'
-// import '@xattn/flash/webgpu'
+import '@xattn/flash/webgpu'
 // import '@xattn/flash/webgl'
 import { type AttendCase, type AttendFn, type AttendResult, runAttendCase } from '../attendCase.js'
 
