@@ -59,6 +59,8 @@ export interface PrependedKeysValues {
   readonly keyMask: NamedTensor<'b m'> | null
   /** `[b|1, h|1, n, numMemKv + m]`, or null when no bias was given. */
   readonly bias: NamedTensor<'b h n m'> | null
+  /** The number of memory slots prepended: pass it as `alibiFreeKeys` to the attention call. */
+  readonly numMemKv: number
 }
 
 /**
@@ -69,6 +71,9 @@ export interface PrependedKeysValues {
  * gets 0 on the left; queries keep their length, so bottom-right causal alignment lets every query
  * see every memory slot. The result is accepted as is by `attendReference` and `@xattn/flash`
  * (pass `alibiFreeKeys: M` there so ALiBi leaves the memory slots unbiased).
+ *
+ * With a KV cache, prepend to the cached-plus-new keys on every call and keep the memory out of
+ * the cache (x-transformers never caches memory slots).
  *
  * All tensors are checked against the layout first: `kvh`, `d`, `dv` and `h` are given by it.
  * The returned tensors are new and owned by the caller.
@@ -144,5 +149,5 @@ export function prependMemoryKv<
             [mem, 0],
           ]),
         ) as tf.Tensor4D)
-  return { k, v, keyMask: paddedMask, bias: paddedBias }
+  return { k, v, keyMask: paddedMask, bias: paddedBias, numMemKv: mem }
 }

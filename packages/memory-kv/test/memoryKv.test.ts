@@ -100,6 +100,7 @@ describeEachBackend('prependMemoryKv', () => {
     const out = expectNoLeaks(() => memory.prepend({ k, v }, { keyMask, bias }), { returns: 4 })
     expect(out.k.shape).toEqual([3, 2, 7, 3])
     expect(out.v.shape).toEqual([3, 2, 7, 4])
+    expect(out.numMemKv).toBe(2)
     const kOut = out.k.arraySync() as number[][][][]
     const vOut = out.v.arraySync() as number[][][][]
     const memK = memory.memK.arraySync() as number[][][]
