@@ -90,6 +90,12 @@ describeEachBackend('AdamW', () => {
     model.dispose()
   })
 
+  it('creating and disposing an optimiser leaves no tensors behind', () => {
+    const model = new Affine([[1, 1]], [0])
+    expectNoLeaks(() => new AdamW(model).dispose())
+    model.dispose()
+  })
+
   it('rejects bad options and unknown or mis-shaped gradients by name', () => {
     const model = new Affine([[1, 1]], [0])
     expect(() => new AdamW(model, { lr: -1 })).toThrow(ConfigError)

@@ -20,7 +20,7 @@ export interface AutoregressiveNet extends Module {
   forwardWithCache?(
     tokens: tf.Tensor,
     call: { readonly cache?: readonly CacheEntry[] | null },
-  ): { readonly logits: tf.Tensor3D | null; readonly cache: CacheEntry[] }
+  ): { readonly logits: tf.Tensor3D | null; readonly cache: CacheEntry[]; readonly embeddings?: tf.Tensor }
   /** Used for caching when `forwardWithCache` is absent; its extra outputs are disposed. */
   forwardWithIntermediates?(
     tokens: tf.Tensor,
@@ -195,7 +195,10 @@ export class AutoregressiveWrapper {
     let logits: tf.Tensor3D | null
     let entries: CacheEntry[]
     if (this.net.forwardWithCache !== undefined) {
-      ;({ logits, cache: entries } = this.net.forwardWithCache(x, call))
+      const result = this.net.forwardWithCache(x, call)
+      logits = result.logits
+      entries = result.cache
+      result.embeddings?.dispose()
     } else {
       const result = (
         this.net.forwardWithIntermediates as NonNullable<AutoregressiveNet['forwardWithIntermediates']>

@@ -32,6 +32,14 @@ interface Slot {
   readonly expAvgSq: tf.Variable
 }
 
+/** A non-trainable zero variable shaped like `like` (the initial tensor is freed). */
+function zerosVariable(like: tf.Tensor): tf.Variable {
+  const zeros = tf.zerosLike(like)
+  const variable = tf.variable(zeros, false)
+  zeros.dispose()
+  return variable
+}
+
 function checkPositive(option: string, value: number, allowZero = false): void {
   const ok = Number.isFinite(value) && (allowZero ? value >= 0 : value > 0)
   if (!ok) {
@@ -88,8 +96,8 @@ export class AdamW {
       this.slots.set(name, {
         parameter,
         decayed: decay(name, parameter),
-        expAvg: tf.variable(tf.zerosLike(parameter), false),
-        expAvgSq: tf.variable(tf.zerosLike(parameter), false),
+        expAvg: zerosVariable(parameter),
+        expAvgSq: zerosVariable(parameter),
       })
     }
   }
