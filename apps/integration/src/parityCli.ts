@@ -1,11 +1,16 @@
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { findCases, flashAvailable, formatResult, runVariant, setBackend } from './parity.js'
 
 // `pnpm parity [fixture-dir…]`: every case on cpu and wasm, with reference and flash attention.
 const here = dirname(fileURLToPath(import.meta.url))
 const defaultDir = join(here, '..', '..', '..', '..', 'fixtures', 'x-transformers')
-const dirs = process.argv.slice(2).filter((arg) => arg !== '--')
+// pnpm runs this script in apps/integration; paths given at the repo root are relative to INIT_CWD.
+const invokedFrom = process.env.INIT_CWD ?? process.cwd()
+const dirs = process.argv
+  .slice(2)
+  .filter((arg) => arg !== '--')
+  .map((arg) => resolve(invokedFrom, arg))
 const cases = findCases(dirs.length > 0 ? dirs : [defaultDir])
 const hasFlash = await flashAvailable()
 let failures = 0

@@ -1,6 +1,9 @@
-import { readFileSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import * as tf from '@tensorflow/tfjs-core'
+import { decodeSafetensors, encodeSafetensors } from '@xattn/core'
 import { beforeAll, describe, expect, it } from 'vitest'
 import {
   findCases,
@@ -109,5 +112,32 @@ describe('parity: unsupported kwargs are rejected by name, not run', () => {
     expect(result.status).toBe('rejected')
     expect(result.rejectedOption).toBe('attn_l2_distance')
     expect(result.detail).toContain('attn_l2_distance')
+  })
+})
+
+describe('parity: a wrong checkpoint fails and names the first diverging layer', () => {
+  it('perturbing layer 2 (the second attention) is reported at layer_hiddens.3', async () => {
+    await setBackend('cpu')
+    const base = caseNamed('decoder_base')
+    const dir = mkdtempSync(join(tmpdir(), 'xattn-parity-'))
+    for (const file of [
+      'case.json',
+      'inputs.safetensors',
+      'logits.safetensors',
+      'intermediates.safetensors',
+    ]) {
+      copyFileSync(join(base.dir, file), join(dir, file))
+    }
+    const weights = decodeSafetensors(readFileSync(join(base.dir, 'model.safetensors')))
+    const key = 'attn_layers.layers.2.1.to_v.weight'
+    const original = weights.get(key) as tf.Tensor
+    weights.set(key, tf.add(original, tf.scalar(0.05)))
+    original.dispose()
+    writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(weights))
+    for (const t of weights.values()) t.dispose()
+    const [corrupted] = findCases([dir])
+    const result = await runVariant(corrupted as ParityCase, 'cpu', 'reference')
+    expect(result.status).toBe('FAIL')
+    expect(result.detail).toContain('first diverging: layer_hiddens.3')
   })
 })
