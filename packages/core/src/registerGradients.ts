@@ -4,3 +4,4 @@
 // because tfjs-core ships it only as extensionless ESM, which Node cannot load directly; the
 // bundled copy registers into tfjs's global gradient registry, as the @tensorflow/tfjs bundle does.
 import '@tensorflow/tfjs-core/dist/register_all_gradients'
+import './plainMatMulGrad.js'
