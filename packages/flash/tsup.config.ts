@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup'
 
 export default defineConfig({
-  entry: ['src/index.ts', 'src/cpu.ts', 'src/wasm.ts', 'src/webgpu.ts'],
+  entry: ['src/index.ts', 'src/cpu.ts', 'src/wasm.ts', 'src/webgpu.ts', 'src/webgl.ts'],
   format: ['esm'],
   dts: true,
   sourcemap: true,

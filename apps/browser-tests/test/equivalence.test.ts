@@ -9,7 +9,7 @@ import { launchChromium } from '../src/chromium.js'
 
 const BROWSER_BACKENDS = ['webgpu', 'webgl', 'wasm'] as const
 /** Backends with a flash kernel registered by the page. */
-const FLASH_BACKENDS: readonly string[] = ['webgpu', 'wasm']
+const FLASH_BACKENDS: readonly string[] = ['webgpu', 'webgl', 'wasm']
 const cases = equivalenceCases()
 
 // Expected values: @xattn/core's reference attention on tfjs's cpu backend in Node.

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core'
 import { attendReference, getAttention } from '@xattn/core'
 import '@xattn/flash'
 import '@xattn/flash/webgpu'
-// import '@xattn/flash/webgl'
+import '@xattn/flash/webgl'
 import { type AttendCase, type AttendFn, type AttendResult, runAttendCase } from '../attendCase.js'
 
 setWasmPaths('/tfjs-wasm/')
