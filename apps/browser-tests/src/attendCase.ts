@@ -18,6 +18,8 @@ export interface AttendCase {
   readonly alibiSlopes?: readonly number[]
   readonly alibiFreeKeys?: number
   readonly scale?: number
+  /** Attention dropout in training mode, with this seed. */
+  readonly dropout?: { readonly rate: number; readonly seed: number }
 }
 
 /** Output (and gradients) of a case, as plain arrays. */
@@ -52,6 +54,9 @@ export async function runAttendCase(attend: AttendFn, spec: AttendCase): Promise
     alibiSlopes: spec.alibiSlopes ?? null,
     alibiFreeKeys: spec.alibiFreeKeys ?? 0,
     ...(spec.scale === undefined ? {} : { scale: spec.scale }),
+    ...(spec.dropout === undefined
+      ? {}
+      : { dropout: spec.dropout.rate, seed: spec.dropout.seed, training: true }),
   })
   const owned = [q, k, v, keyMask, bias].filter((t): t is tf.Tensor => t !== null)
   try {

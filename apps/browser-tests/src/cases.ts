@@ -25,6 +25,7 @@ interface CaseOptions {
   readonly alibi?: boolean
   readonly alibiFreeKeys?: number
   readonly grad?: boolean
+  readonly dropout?: number
 }
 
 /** Builds a case with seeded inputs: `dims = [b, h, kvh, n, m, d, dv]`. */
@@ -69,6 +70,7 @@ export function makeCase(
       ? { alibiSlopes: Array.from({ length: h }, (_, i) => 2 ** (-(i + 1) / 2)) }
       : {}),
     ...(options.alibiFreeKeys === undefined ? {} : { alibiFreeKeys: options.alibiFreeKeys }),
+    ...(options.dropout === undefined ? {} : { dropout: { rate: options.dropout, seed: seed * 7919 } }),
   }
 }
 
@@ -109,6 +111,22 @@ export function equivalenceCases(): AttendCase[] {
       [1, 2, 1, 70, 150, 16, 16],
       { causal: true, keyMask: 'random', grad: true },
       17,
+    ),
+  ]
+}
+
+/**
+ * Dropout cases: every flash kernel derives its mask from the same counter-based hash of (seed,
+ * batch, head, query, key), so the browser kernels must reproduce the Node cpu kernel exactly.
+ */
+export function dropoutCases(): AttendCase[] {
+  return [
+    makeCase('dropout GQA causal', [2, 4, 2, 6, 9, 8, 8], { causal: true, grad: true, dropout: 0.25 }, 21),
+    makeCase(
+      'dropout bias + keyMask',
+      [1, 2, 1, 5, 7, 4, 8],
+      { bias: 'full', keyMask: 'random', grad: true, dropout: 0.5 },
+      22,
     ),
   ]
 }

@@ -1,16 +1,18 @@
 import { attendReference } from '@xattn/core'
+import { flashAttention } from '@xattn/flash'
 import { expectClose } from '@xattn/test-utils'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import type { AttendCase, AttendResult } from '../src/attendCase.js'
 import { runAttendCase } from '../src/attendCase.js'
-import { equivalenceCases } from '../src/cases.js'
+import { dropoutCases, equivalenceCases } from '../src/cases.js'
 import { launchChromium } from '../src/chromium.js'
 
 const BROWSER_BACKENDS = ['webgpu', 'webgl', 'wasm'] as const
 /** Backends with a flash kernel registered by the page. */
 const FLASH_BACKENDS: readonly string[] = ['webgpu', 'webgl', 'wasm']
 const cases = equivalenceCases()
+const dropCases = dropoutCases()
 
 // Expected values: @xattn/core's reference attention on tfjs's cpu backend in Node.
 const expected = new Map<string, AttendResult>()
@@ -49,6 +51,8 @@ function compare(actual: AttendResult, want: AttendResult, label: string) {
 
 beforeAll(async () => {
   for (const spec of cases) expected.set(spec.name, await runAttendCase(attendReference, spec))
+  // With dropout the oracle is the cpu flash kernel (the reference draws its mask differently).
+  for (const spec of dropCases) expected.set(spec.name, await runAttendCase(flashAttention, spec))
   browser = await launchChromium()
   page = await browser.newPage()
   page.on('pageerror', (error) => console.error('[page]', error))
@@ -80,7 +84,7 @@ describe.each(BROWSER_BACKENDS)('in Chromium on %s', (backend) => {
 
   // A flash kernel must exist on every browser backend; the list only grows as kernels land.
   if (FLASH_BACKENDS.includes(backend)) {
-    it.each(cases.map((c) => [c.name, c] as const))('flash: %s', async (name, spec) => {
+    it.each([...cases, ...dropCases].map((c) => [c.name, c] as const))('flash: %s', async (name, spec) => {
       compare(
         await runInPage(backend, 'flash', spec),
         expected.get(name) as AttendResult,
