@@ -1,9 +1,8 @@
 import { registerAttention } from '@xattn/core'
+import { flashCpuKernelConfigs } from './cpuKernels.js'
 import { flashAttention } from './flashAttention.js'
-// Both registrations only touch tfjs-core's kernel registry (the backend packages are type-only
-// imports), so importing the package makes flash work on whichever of cpu/wasm is active.
-import './cpu.js'
-import './wasm.js'
+import { registerFlashKernels } from './registerFlashKernels.js'
+import { flashWasmKernelConfigs } from './wasmKernels.js'
 
 export { flashCpuKernelConfigs } from './cpuKernels.js'
 export { flashAttention } from './flashAttention.js'
@@ -13,4 +12,9 @@ export type { FlashAttentionAttrs } from './kernelNames.js'
 export { FlashAttention, FlashAttentionGrad } from './kernelNames.js'
 export { flashWasmKernelConfigs } from './wasmKernels.js'
 
+// The package's side effects, kept in this entry file (not in a shared module that the bundler
+// would move into an unlisted chunk): kernels for both Node backends — registration only touches
+// tfjs-core's registry, the backend packages are type-only imports — and the 'flash' attention.
+registerFlashKernels(flashCpuKernelConfigs)
+registerFlashKernels(flashWasmKernelConfigs)
 registerAttention('flash', flashAttention)
