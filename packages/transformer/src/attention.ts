@@ -8,17 +8,18 @@ import {
   groupedWeightedSum,
   type HeadLayout,
   headLayout,
-  initNormal,
   MASKED_LOGIT,
   Module,
   maskedSoftmax,
   SeededRandom,
 } from '@xattn/core'
+import { mergeHeads, QKVProjection, splitHeads } from '@xattn/kv-heads'
+import { initMemoryKv, prependMemoryKv } from '@xattn/memory-kv'
 import { ModuleList } from './containers.js'
 import { Linear } from './linear.js'
 import type { PositionBias } from './positionBias.js'
 import { applyRotary, type RotaryFreqs } from './positions.js'
-import { l2normalize, maybeDropout, mergeHeads, mixHeads, softclamp, splitHeads } from './tensorOps.js'
+import { l2normalize, maybeDropout, mixHeads, softclamp } from './tensorOps.js'
 
 const PKG = '@xattn/transformer'
 
@@ -176,9 +177,7 @@ export class Attention extends Module {
   readonly softclampValue: number | null
   readonly dim: number
   readonly dimContext: number
-  private readonly toQ: Linear
-  private readonly toK: Linear
-  private readonly toV: Linear
+  private readonly qkv: QKVProjection
   private readonly toOut: Linear
   private readonly onAttn: boolean
   private readonly toVGate: Linear | null
@@ -270,9 +269,10 @@ export class Attention extends Module {
       )
     }
 
-    this.toQ = this.addModule('to_q', new Linear(this.dim, layout.dimInner, { rng }))
-    this.toK = this.addModule('to_k', new Linear(this.dimContext, layout.dimKvInner, { rng }))
-    this.toV = this.addModule('to_v', new Linear(this.dimContext, layout.dimValueInner, { rng }))
+    // Projections and head split from @xattn/kv-heads, mounted at this level so the names are
+    // x-transformers' (`to_q.weight`, …).
+    this.qkv = new QKVProjection({ layout, dim: this.dim, dimKv: this.dimContext, rng })
+    for (const [name, child] of this.qkv.namedChildren()) this.addModule(name, child)
     this.swigluValues = options.swigluValues ?? false
     if (options.gateValues === true) {
       this.toVGate = this.addModule(
@@ -314,11 +314,10 @@ export class Attention extends Module {
         ? this.addParameter('head_scale_params', tf.ones([1, layout.heads, 1, 1]))
         : null
     if (this.numMemKv > 0) {
-      this.memK = this.addParameter('mem_k', initNormal([layout.kvHeads, this.numMemKv, layout.dimHead], rng))
-      this.memV = this.addParameter(
-        'mem_v',
-        initNormal([layout.kvHeads, this.numMemKv, layout.valueDimHead], rng),
-      )
+      // Shapes from the head layout only (@xattn/memory-kv): [kvHeads, numMemKv, dimHead | valueDimHead].
+      const init = initMemoryKv({ layout, numMemKv: this.numMemKv, rng })
+      this.memK = this.addParameter('mem_k', init.mem_k)
+      this.memV = this.addParameter('mem_v', init.mem_v)
     } else {
       this.memK = null
       this.memV = null
@@ -354,7 +353,7 @@ export class Attention extends Module {
    * for masks, positions, residual attention and the KV-cache hook.
    */
   forward(x: tf.Tensor, call: AttentionCall = {}): AttentionResult {
-    const { heads, kvHeads } = this.layout
+    const { heads } = this.layout
     const context = call.context ?? null
     const isCross = context !== null
     if (x.shape.length !== 3 || x.shape[2] !== this.dim) {
@@ -389,16 +388,18 @@ export class Attention extends Module {
     const impl = useBlocks ? null : getAttention(this.attentionName)
     const result = tf.tidy(() => {
       const b = x.shape[0] as number
-      let q = splitHeads(this.toQ.apply(x), heads)
+      let q: tf.Tensor4D
       let k: tf.Tensor4D
       let v: tf.Tensor4D
       if (isCross && call.cache != null) {
+        q = splitHeads(this.qkv.toQ.forward(x) as tf.Tensor3D, heads) as tf.Tensor4D
         k = tf.clone(call.cache.k)
         v = tf.clone(call.cache.v)
       } else {
-        const kvInput = context ?? x
-        k = splitHeads(this.toK.apply(kvInput), kvHeads)
-        v = splitHeads(this.toV.apply(kvInput), kvHeads)
+        const projected = this.qkv.forward(x as tf.Tensor3D, context as tf.Tensor3D | null)
+        q = projected.q as tf.Tensor4D
+        k = projected.k as tf.Tensor4D
+        v = projected.v as tf.Tensor4D
         if (call.cache != null) {
           k = tf.concat([call.cache.k, k], 2) as tf.Tensor4D
           v = tf.concat([call.cache.v, v], 2) as tf.Tensor4D
@@ -424,26 +425,34 @@ export class Attention extends Module {
           ? mask
           : tf.slice(mask, [0, (mask.shape[1] as number) - n], [b, n])
       let keyMask: tf.Tensor | null = isCross ? (call.contextMask ?? null) : mask
+      if (keyMask !== null) keyMask = tf.cast(keyMask, 'bool')
       const i = n
       const j = k.shape[2]
       const memLen = this.numMemKv
-      if (this.memK !== null && this.memV !== null) {
-        let memK = tf.tile(tf.expandDims(this.memK, 0), [b, 1, 1, 1]) as tf.Tensor4D
-        const memV = tf.tile(tf.expandDims(this.memV, 0), [b, 1, 1, 1]) as tf.Tensor4D
-        if (this.qkNorm) {
-          memK = l2normalize(memK) as tf.Tensor4D
-          if (this.kScale !== null) memK = tf.mul(memK, this.kScale) as tf.Tensor4D
-        }
-        k = tf.concat([memK, k], 2) as tf.Tensor4D
-        v = tf.concat([memV, v], 2) as tf.Tensor4D
-        if (keyMask !== null) keyMask = tf.concat([tf.ones([b, memLen], 'bool'), tf.cast(keyMask, 'bool')], 1)
-      }
-      if (keyMask !== null) keyMask = tf.cast(keyMask, 'bool')
       let bias: tf.Tensor | null = null
-      if (call.positionBias != null && !isCross) {
-        const rel = call.positionBias.bias(i, j)
-        const padded = memLen > 0 ? tf.concat([tf.zeros([rel.shape[0], i, memLen]), rel], 2) : rel
-        bias = tf.expandDims(padded, 0)
+      if (call.positionBias != null && !isCross) bias = tf.expandDims(call.positionBias.bias(i, j), 0)
+      if (this.memK !== null && this.memV !== null) {
+        // Memory slots: prepended after rotary (never rotated), mask padded with true, bias with 0.
+        const kScale = this.kScale
+        const prepended = prependMemoryKv(
+          { k, v },
+          { memK: this.memK, memV: this.memV },
+          {
+            layout: this.layout,
+            keyMask,
+            bias,
+            transformMemoryKeys: this.qkNorm
+              ? (memK) => {
+                  const normed = l2normalize(memK)
+                  return kScale === null ? normed : tf.mul(normed, kScale)
+                }
+              : null,
+          },
+        )
+        k = prepended.k as tf.Tensor4D
+        v = prepended.v as tf.Tensor4D
+        keyMask = prepended.keyMask
+        bias = prepended.bias
       }
       const slopes = !isCross && call.alibiSlopes != null ? call.alibiSlopes : null
       const causal = this.causal && !isCross
@@ -492,7 +501,7 @@ export class Attention extends Module {
         out = groupedWeightedSum(attn, v)
       }
       if (this.headScaleParams !== null) out = tf.mul(out, this.headScaleParams) as tf.Tensor4D
-      let merged: tf.Tensor = mergeHeads(out)
+      let merged: tf.Tensor = mergeHeads(out as tf.Tensor4D)
       if (this.toVGate !== null) {
         const gates = this.toVGate.apply(x)
         merged = tf.mul(merged, this.swigluValues ? tf.mul(gates, tf.sigmoid(gates)) : tf.sigmoid(gates))
