@@ -7,6 +7,7 @@ polyfillMapGroupBy()
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    globalSetup: ['test/support/globalSetup.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
   },

@@ -40,9 +40,15 @@ console.log(JSON.stringify({
     name: 'core-kv-heads',
     packages: ['@xattn/core', '@xattn/kv-heads'],
     script: `${PRELUDE}
-const kvHeads = await import('@xattn/kv-heads')
+const { headLayout } = await import('@xattn/core')
+const { QKVProjection } = await import('@xattn/kv-heads')
+const layout = headLayout({ heads: 4, oneKvHead: true, dimHead: 8 })
+const projection = new QKVProjection({ layout, dim: 16, rng: 0 })
+const projected = projection.forward(tf.ones([2, 3, 16]))
 console.log(JSON.stringify({
-  packageName: kvHeads.PACKAGE_NAME, attention: listAttention(),
+  shapes: [projected.q.shape, projected.k.shape, projected.v.shape],
+  parameters: [...projection.namedParameters()].map(([name]) => name),
+  attention: listAttention(),
   transformerImport: await importError('@xattn/transformer'),
 }))`,
   },
@@ -50,15 +56,20 @@ console.log(JSON.stringify({
     name: 'core-memory-kv-flash',
     packages: ['@xattn/core', '@xattn/memory-kv', '@xattn/flash'],
     script: `${PRELUDE}
-const memoryKv = await import('@xattn/memory-kv')
+const { headLayout } = await import('@xattn/core')
+const { MemoryKV } = await import('@xattn/memory-kv')
 await import('@xattn/flash')
 const flash = getAttention('flash')
-const options = { causal: true, alibiSlopes: [0.5, 0.25, 0.125, 0.0625] }
-const ref = attendReference({ q, k, v }, options)
-const out = flash({ q, k, v }, options)
-const gradOf = (attend) => tf.grad((x) => tf.sum(tf.square(attend({ q: x, k, v }, options))))(q)
+// GQA (4 query heads over 2 KV heads) with 3 memory slots, causal, ALiBi sparing the memory.
+const memory = new MemoryKV({ layout: headLayout({ heads: 4, kvHeads: 2, dimHead: 8 }), numMemKv: 3, rng: 0 })
+const withMemory = memory.prepend({ k, v })
+const options = { causal: true, alibiSlopes: [0.5, 0.25, 0.125, 0.0625], alibiFreeKeys: 3 }
+const kk = withMemory.k, vv = withMemory.v
+const ref = attendReference({ q, k: kk, v: vv }, options)
+const out = flash({ q, k: kk, v: vv }, options)
+const gradOf = (attend) => tf.grad((x) => tf.sum(tf.square(attend({ q: x, k: kk, v: vv }, options))))(q)
 console.log(JSON.stringify({
-  packageName: memoryKv.PACKAGE_NAME, attention: listAttention(),
+  memoryShape: kk.shape, attention: listAttention(),
   forwardDiff: maxDiff(out, ref), gradDiff: maxDiff(gradOf(flash), gradOf(attendReference)),
 }))`,
   },
@@ -70,7 +81,7 @@ console.log(JSON.stringify({
     script: `${PRELUDE}
 const transformer = await import('@xattn/transformer')
 console.log(JSON.stringify({
-  packageName: transformer.PACKAGE_NAME, attention: listAttention(),
+  exports: Object.keys(transformer), attention: listAttention(),
   flashError: errorOf(() => getAttention('flash')), flashImport: await importError('@xattn/flash'),
 }))`,
   },
@@ -94,20 +105,25 @@ describe('selective installs', () => {
     expect(flashError.message).toContain(FLASH_HINT)
   })
 
-  it('core + kv-heads: loads without transformer', () => {
+  it('core + kv-heads: an MQA projection works without transformer', () => {
     const { dir, output } = runScenario(scenarios.coreKvHeads)
     expect(installedXattn(dir)).toEqual(['@xattn/core', '@xattn/kv-heads'])
     expect(output).toMatchObject({
-      packageName: '@xattn/kv-heads',
+      shapes: [
+        [2, 4, 3, 8],
+        [2, 1, 3, 8],
+        [2, 1, 3, 8],
+      ],
+      parameters: ['to_q.weight', 'to_k.weight', 'to_v.weight'],
       attention: ['reference'],
       transformerImport: 'ERR_MODULE_NOT_FOUND',
     })
   })
 
-  it('core + memory-kv + flash: importing flash registers it, and it matches the reference', () => {
+  it('core + memory-kv + flash: GQA with memory KV on flash matches the reference (outputs and gradients)', () => {
     const { dir, output } = runScenario(scenarios.coreMemoryFlash)
     expect(installedXattn(dir)).toEqual(['@xattn/core', '@xattn/flash', '@xattn/memory-kv'])
-    expect(output).toMatchObject({ packageName: '@xattn/memory-kv', attention: ['reference', 'flash'] })
+    expect(output).toMatchObject({ memoryShape: [1, 2, 8, 8], attention: ['reference', 'flash'] })
     const { forwardDiff, gradDiff } = output as { forwardDiff: number; gradDiff: number }
     // float32 with |q·k| ≲ 3 over 8-wide heads: reordered (tiled, online) softmax sums differ by
     // a few ulp of O(1) values.
@@ -123,8 +139,8 @@ describe('selective installs', () => {
       '@xattn/memory-kv',
       '@xattn/transformer',
     ])
+    expect((output as { exports: string[] }).exports).toContain('AutoregressiveWrapper')
     expect(output).toMatchObject({
-      packageName: '@xattn/transformer',
       attention: ['reference'],
       flashImport: 'ERR_MODULE_NOT_FOUND',
     })

@@ -69,32 +69,41 @@ function packInputsHash(pkg: PublicPackage): string {
  * Packs a package with `pnpm pack` (which applies `publishConfig` and rewrites `workspace:`
  * ranges), caching the tarball by the hash of its inputs. Requires a prior build (`dist`).
  */
-export function packPackage(pkg: PublicPackage): { tarball: string; hash: string } {
+export function packPackage(pkg: PublicPackage, { prune = false } = {}): { tarball: string; hash: string } {
   if (!existsSync(join(pkg.dir, 'dist'))) {
     throw new Error(
       `${pkg.name} has no dist/: run 'pnpm exec turbo run build --filter=@xattn/integration...' first`,
     )
   }
-  const hash = packInputsHash(pkg)
   const dir = join(SCRATCH_ROOT, 'tarballs')
-  const tarball = join(dir, `${pkg.folder}-${hash}.tgz`)
-  if (existsSync(tarball)) return { tarball, hash }
-  for (const entry of existsSync(dir) ? readdirSync(dir) : []) {
-    // Stale tarballs of this package (other hashes); a concurrent worker's temp dir is left alone.
-    if (entry.startsWith(`${pkg.folder}-`) && entry.endsWith('.tgz'))
-      rmSync(join(dir, entry), { force: true })
+  // The working tree is shared with builds that may be rewriting dist/ right now: a pack counts
+  // only if the inputs hash the same before and after it.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const hash = packInputsHash(pkg)
+    const tarball = join(dir, `${pkg.folder}-${hash}.tgz`)
+    if (existsSync(tarball)) return { tarball, hash }
+    // Stale tarballs of this package (other hashes) go only when one process packs (the global
+    // setup): a test worker pruning could delete a tarball another worker has just made.
+    for (const entry of prune && existsSync(dir) ? readdirSync(dir) : []) {
+      if (entry.startsWith(`${pkg.folder}-`) && entry.endsWith('.tgz'))
+        rmSync(join(dir, entry), { force: true })
+    }
+    const work = join(dir, `tmp-${pkg.folder}-${process.pid}-${Date.now()}`)
+    mkdirSync(work, { recursive: true })
+    try {
+      execFileSync('pnpm', ['pack', '--pack-destination', work], { cwd: pkg.dir, stdio: 'pipe' })
+      const [produced] = readdirSync(work).filter((f) => f.endsWith('.tgz'))
+      if (produced === undefined) throw new Error(`pnpm pack produced no tarball for ${pkg.name}`)
+      if (packInputsHash(pkg) === hash) {
+        renameSync(join(work, produced), tarball)
+        return { tarball, hash }
+      }
+    } finally {
+      rmSync(work, { recursive: true, force: true })
+    }
+    execFileSync('sleep', ['2'])
   }
-  const work = join(dir, `tmp-${pkg.folder}-${process.pid}-${Date.now()}`)
-  mkdirSync(work, { recursive: true })
-  try {
-    execFileSync('pnpm', ['pack', '--pack-destination', work], { cwd: pkg.dir, stdio: 'pipe' })
-    const [produced] = readdirSync(work).filter((f) => f.endsWith('.tgz'))
-    if (produced === undefined) throw new Error(`pnpm pack produced no tarball for ${pkg.name}`)
-    renameSync(join(work, produced), tarball)
-  } finally {
-    rmSync(work, { recursive: true, force: true })
-  }
-  return { tarball, hash }
+  throw new Error(`${pkg.name}: dist/ kept changing while packing (a build running?)`)
 }
 
 /** Lists the files in a tarball (paths without the leading `package/`). */

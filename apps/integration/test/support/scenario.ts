@@ -42,7 +42,11 @@ export function runScenario(scenario: Scenario): ScenarioResult {
   const dir = join(SCRATCH_ROOT, 'scenarios', `${scenario.name}-${hash}`)
   const stamp = join(dir, '.installed')
   let installed = false
-  if (!existsSync(stamp)) {
+  // A cached install is reused only if every package's entry is really there.
+  const complete = scenario.packages.every((name) =>
+    existsSync(join(dir, 'node_modules', name, 'package.json')),
+  )
+  if (!existsSync(stamp) || !complete) {
     pruneOtherVersions(join(SCRATCH_ROOT, 'scenarios'), `${scenario.name}-`, dir)
     rmSync(dir, { recursive: true, force: true })
     mkdirSync(dir, { recursive: true })

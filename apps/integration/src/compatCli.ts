@@ -1,0 +1,29 @@
+// Regenerates docs/compatibility.md from the combination matrix run on the built packages.
+// Usage: pnpm --filter @xattn/integration run compat [--check]
+import { readFileSync, writeFileSync } from 'node:fs'
+import { compatibilityPath, matrixRows, renderCompatibility } from './matrix/compatDoc.js'
+import { probeRejection, REJECTIONS } from './matrix/rejections.js'
+import { runCombination } from './matrix/runCombination.js'
+
+async function main(): Promise<void> {
+  const check = process.argv.includes('--check')
+  const results = []
+  for (const row of matrixRows()) results.push(await runCombination(row))
+  const rejections = REJECTIONS.map((probe) => ({ probe, message: probeRejection(probe).message }))
+  const text = renderCompatibility(results, rejections)
+  const path = compatibilityPath()
+  const failed = results.filter((r) => r.checks.some((c) => !c.ok)).length
+  if (check) {
+    const current = readFileSync(path, 'utf8')
+    if (current !== text) {
+      process.stderr.write(`${path} is stale: run pnpm --filter @xattn/integration run compat\n`)
+      process.exit(1)
+    }
+  } else {
+    writeFileSync(path, text)
+    process.stderr.write(`wrote ${path}: ${results.length} combinations, ${failed} failing\n`)
+  }
+  if (failed > 0) process.exit(1)
+}
+
+await main()
