@@ -1,0 +1,251 @@
+import * as tf from '@tensorflow/tfjs-core'
+import { ConfigError, SeededRandom } from '@xattn/core'
+import { describeEachBackend, expectClose, expectNoLeaks, randomTensor } from '@xattn/test-utils'
+import { describe, expect, it } from 'vitest'
+import {
+  alibiSlopes,
+  applyRotary,
+  Decoder,
+  Encoder,
+  FeedForward,
+  RelativePositionBias,
+  RotaryEmbedding,
+  shiftTokens,
+  TransformerWrapper,
+} from '../src/index.js'
+
+// Options that the x-transformers fixtures do not cover, each against an oracle that does not
+// come from the code under test (hand-derived values, or an identity the option must satisfy).
+
+function tokens(b: number, n: number): tf.Tensor2D {
+  return tf.tensor2d(
+    Int32Array.from({ length: b * n }, (_, i) => (i * 5 + 3) % 32),
+    [b, n],
+    'int32',
+  )
+}
+
+describe('positions', () => {
+  it('alibiSlopes follows the geometric sequence, interleaving for non powers of two', () => {
+    expect(alibiSlopes(4)).toEqual([0.25, 0.0625, 0.015625, 0.00390625])
+    expect(alibiSlopes(6)).toEqual([0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125])
+  })
+
+  it('T5 buckets: exact near, logarithmic far, direction split when bidirectional', () => {
+    const bias = new RelativePositionBias({ heads: 1, causal: false, scale: 1, rng: new SeededRandom(0) })
+    // Queries and keys 0…400; row 200 is the query at position 200: relative position = key - 200.
+    const buckets = bias.buckets(401, 401)
+    const at = (rel: number) => buckets[200 * 401 + 200 + rel]
+    // Hand-derived (num_buckets 32 → 16 per direction, max_exact 8, max_distance 128):
+    // rel 0 → 0; rel -1 (key before query) → 1; rel +1 → 16 + 1; rel +20 → 16 + 8 + ⌊log(20/8)/log(16)·8⌋ = 26;
+    // rel -200 → min(8 + ⌊log(25)/log(16)·8⌋, 15) = 15.
+    expect(at(0)).toBe(0)
+    expect(at(-1)).toBe(1)
+    expect(at(1)).toBe(17)
+    expect(at(20)).toBe(26)
+    expect(at(-200)).toBe(15)
+    bias.dispose()
+  })
+
+  it('rotary rotates interleaved pairs of the first rotary features only', () => {
+    const rotary = new RotaryEmbedding({ dim: 2, interpolationFactor: 2 })
+    const freqs = rotary.apply(3)
+    // inv_freq = [1]; interpolation 2 → angle = position / 2.
+    const t = tf.tensor4d([1, 2, 7, 3, 4, 8, 5, 6, 9], [1, 1, 3, 3])
+    const out = applyRotary(t, freqs, false)
+    const expected: number[] = []
+    const rows: [number, number, number][] = [
+      [1, 2, 7],
+      [3, 4, 8],
+      [5, 6, 9],
+    ]
+    rows.forEach(([a, b, c], p) => {
+      const angle = p / 2
+      expected.push(a * Math.cos(angle) - b * Math.sin(angle), b * Math.cos(angle) + a * Math.sin(angle), c)
+    })
+    expectClose(out, expected, { atol: 1e-6 })
+    for (const x of [t, out, freqs.freqs]) x.dispose()
+    rotary.dispose()
+  })
+})
+
+describe('token shift', () => {
+  it('moves feature chunks along the sequence by their shift, zero-filling', () => {
+    const x = tf.tensor3d(
+      [
+        [
+          [1, 2, 3, 4, 5, 6, 7],
+          [11, 12, 13, 14, 15, 16, 17],
+          [21, 22, 23, 24, 25, 26, 27],
+        ],
+      ],
+      [1, 3, 7],
+    )
+    const out = shiftTokens(x, [-1, 0, 1], null)
+    // chunks of ⌊7/3⌋ = 2: the first moves one position earlier, the last one later; feature 7 stays.
+    expect(Array.from(out.dataSync())).toEqual([
+      11, 12, 3, 4, 0, 0, 7, 21, 22, 13, 14, 5, 6, 17, 0, 0, 23, 24, 15, 16, 27,
+    ])
+    for (const t of [x, out]) t.dispose()
+  })
+})
+
+describeEachBackend('stack options', () => {
+  it('zeroInitBranchOutput + scaleResidualConstant: every layer multiplies the stream by the constant', () => {
+    const stack = new Encoder({
+      dim: 8,
+      depth: 2,
+      heads: 2,
+      attn: { dimHead: 4 },
+      zeroInitBranchOutput: true,
+      scaleResidualConstant: 0.5,
+    })
+    const x = randomTensor([1, 4, 8], 1)
+    const r = stack.forward(x, { returnIntermediates: true })
+    expectClose(r.hiddens[4] as tf.Tensor, tf.mul(x, 0.0625), { atol: 1e-7 })
+    for (const t of [x, r.out, ...r.hiddens, ...r.attention, ...r.cache.flatMap((c) => [c.k, c.v])])
+      t.dispose()
+    stack.dispose()
+  })
+
+  it('useLayerscale with layerscaleInitValue 0 leaves the stream unchanged; softclampOutput clamps before the final norm', () => {
+    const stack = new Decoder({
+      dim: 8,
+      depth: 1,
+      heads: 2,
+      attn: { dimHead: 4 },
+      useLayerscale: true,
+      softclampOutput: true,
+      softclampOutputValue: 0.1,
+    })
+    const x = randomTensor([1, 4, 8], 2)
+    const r = stack.forward(x, { returnIntermediates: true })
+    expectClose(r.hiddens[2] as tf.Tensor, x, { atol: 0 })
+    const clamped = tf.mul(tf.tanh(tf.div(x, 0.1)), 0.1)
+    const { mean, variance } = tf.moments(clamped, -1, true)
+    const normed = tf.div(tf.sub(clamped, mean), tf.sqrt(tf.add(variance, 1e-5)))
+    expectClose(r.out, normed, { atol: 1e-5 })
+    for (const t of [x, r.out, ...r.hiddens, ...r.cache.flatMap((c) => [c.k, c.v])]) t.dispose()
+    stack.dispose()
+  })
+
+  it('onlyCross builds cross-attention + feedforward blocks that read the context', () => {
+    const stack = new Decoder({
+      dim: 8,
+      depth: 2,
+      heads: 2,
+      attn: { dimHead: 4 },
+      crossAttend: true,
+      onlyCross: true,
+      crossResidualAttn: true,
+    })
+    expect(stack.layerTypes).toEqual(['c', 'f', 'c', 'f'])
+    const x = randomTensor([1, 3, 8], 3)
+    const c1 = randomTensor([1, 5, 8], 4)
+    const c2 = randomTensor([1, 5, 8], 5)
+    const a = stack.forward(x, { context: c1 })
+    const b = stack.forward(x, { context: c2 })
+    expect(Math.max(...Array.from(tf.abs(tf.sub(a.out, b.out)).dataSync()))).toBeGreaterThan(1e-3)
+    for (const t of [
+      x,
+      c1,
+      c2,
+      a.out,
+      b.out,
+      ...a.cache.flatMap((c) => [c.k, c.v]),
+      ...b.cache.flatMap((c) => [c.k, c.v]),
+    ])
+      t.dispose()
+    stack.dispose()
+  })
+
+  it('FeedForward: gluMultBias scales the gated activation (no biases: the output scales)', () => {
+    const ff = new FeedForward({ dim: 8, mult: 2, glu: true, gluMultBias: true, swish: true, noBias: true })
+    const x = randomTensor([1, 3, 8], 6)
+    const one = ff.apply(x)
+    const multBias = ff.stateDict().get('ff.0.mult_bias') as tf.Variable
+    tf.tidy(() => multBias.assign(tf.fill(multBias.shape, 2)))
+    const two = ff.apply(x)
+    expectClose(two, tf.mul(one, 2), { atol: 1e-5 })
+    expect(ff.stateDict().get('ff.2.weight')?.shape).toEqual([8, 16])
+    for (const t of [x, one, two]) t.dispose()
+    ff.dispose()
+  })
+})
+
+describeEachBackend('TransformerWrapper', () => {
+  const decoder = () =>
+    new Decoder({ dim: 8, depth: 1, heads: 2, attn: { dimHead: 4, dropout: 0.3 }, ff: { dropout: 0.3 } })
+
+  it('forward leaves no tensors behind and is deterministic in eval mode; dropout only in training', () => {
+    const model = new TransformerWrapper({
+      numTokens: 32,
+      maxSeqLen: 8,
+      attnLayers: decoder(),
+      embDropout: 0.3,
+    })
+    const x = tokens(2, 5)
+    model.eval()
+    const a = expectNoLeaks(() => model.forward(x), { returns: 1 })
+    const b = model.forward(x)
+    expect(Array.from(b.dataSync())).toEqual(Array.from(a.dataSync()))
+    model.train()
+    const c = model.forward(x)
+    expect(Math.max(...Array.from(tf.abs(tf.sub(c, a)).dataSync()))).toBeGreaterThan(1e-4)
+    for (const t of [x, a, b, c]) t.dispose()
+    model.dispose()
+  })
+
+  it('logitsDim and returnOnlyEmbed shape the output', () => {
+    const m1 = new TransformerWrapper({ numTokens: 32, maxSeqLen: 8, attnLayers: decoder(), logitsDim: 5 })
+    const m2 = new TransformerWrapper({
+      numTokens: 32,
+      maxSeqLen: 8,
+      attnLayers: decoder(),
+      returnOnlyEmbed: true,
+    })
+    const x = tokens(1, 4)
+    const a = m1.eval().forward(x)
+    const b = m2.eval().forward(x)
+    expect(a.shape).toEqual([1, 4, 5])
+    expect(b.shape).toEqual([1, 4, 8])
+    expect([...m2.stateDict().keys()].some((k) => k.startsWith('to_logits'))).toBe(false)
+    for (const t of [x, a, b]) t.dispose()
+    m1.dispose()
+    m2.dispose()
+  })
+
+  it('rejects bad inputs by name before any tensor work', () => {
+    const model = new TransformerWrapper({ numTokens: 32, maxSeqLen: 4, attnLayers: decoder() })
+    const long = tokens(1, 5)
+    const floats = tf.zeros([1, 3])
+    const x = tokens(1, 3)
+    const intMask = tf.ones([1, 3], 'int32')
+    const before = tf.memory().numTensors
+    expect(() => model.forward(long)).toThrow(/exceed maxSeqLen=4/)
+    expect(() => model.forward(floats)).toThrow(/tokens must be int32/)
+    expect(() => model.forward(x, { mask: intMask })).toThrow(/mask must be bool/)
+    expect(tf.memory().numTensors).toBe(before)
+    for (const t of [long, floats, x, intMask]) t.dispose()
+    model.dispose()
+  })
+})
+
+describe('stack configuration errors', () => {
+  it('names the conflicting options', () => {
+    expect(() => new Encoder({ dim: 8, depth: 1, useRmsnorm: true, useScalenorm: true })).toThrow(ConfigError)
+    expect(() => new Encoder({ dim: 8, depth: 1, rotaryXpos: true, attn: { dimHead: 32 } })).toThrow(
+      /rotaryXpos/,
+    )
+    expect(() => new Encoder({ dim: 8, depth: 1, preNorm: false, sandwichNorm: true })).toThrow(
+      /sandwichNorm/,
+    )
+    expect(() => new Encoder({ dim: 8, depth: 1, alibiPosBias: true, relPosBias: true })).toThrow(
+      /relPosBias|alibiPosBias/,
+    )
+    expect(() => new Decoder({ dim: 8, depth: 1, heads: 2, alibiPosBias: true, alibiNumHeads: 3 })).toThrow(
+      /alibiNumHeads/,
+    )
+    expect(() => new Encoder({ dim: 8, depth: 1, causal: true } as never)).toThrow(/causal/)
+  })
+})
