@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core'
 import { ConfigError, SeededRandom } from '@xattn/core'
 import { describeEachBackend, expectClose, expectNoLeaks, expectNoLeaksAsync } from '@xattn/test-utils'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { AutoregressiveWrapper } from '../src/generation/autoregressiveWrapper.js'
 import { KvCache } from '../src/generation/kvCache.js'
 import { argmax, filterLogits, sampleToken } from '../src/generation/sampling.js'
@@ -220,7 +220,13 @@ describeEachBackend('AutoregressiveWrapper.generate', () => {
     await expect(ar.generate(prompt, { seqLen: 2, temperature: -1 })).rejects.toThrow(/temperature/)
     const noCache = new AutoregressiveWrapper(new ToyNet(13, 16, 8, 1, 'num_memory_tokens'))
     await expect(noCache.generate(prompt, { seqLen: 2, cache: true })).rejects.toThrow(/num_memory_tokens/)
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {})
     expect(ints(await noCache.generate(prompt, { seqLen: 10 }))).toEqual(greedy)
+    await noCache.generate(prompt, { seqLen: 1 })
+    expect(ints(await noCache.generate(prompt, { seqLen: 10, cache: false }))).toEqual(greedy)
+    expect(warn).toHaveBeenCalledTimes(1)
+    expect(String(warn.mock.calls[0]?.[0])).toMatch(/KV cache disabled because of 'num_memory_tokens'/)
+    warn.mockRestore()
     prompt.dispose()
     net.dispose()
     noCache.net.dispose()

@@ -66,7 +66,10 @@ export interface GenerateOptions {
   readonly filter?: LogitFilter
   /** Stop once every sequence has produced this token; tokens after it become `padValue`. */
   readonly eos?: number
-  /** Decode with a KV cache (default true when the network supports it). `true` on a network that cannot is a ConfigError. */
+  /**
+   * Decode with a KV cache. Default: when the network supports it (otherwise a one-time warning
+   * names the option that prevents it). `true` on a network that cannot is a ConfigError.
+   */
   readonly cache?: boolean
   /** Seed of the sampler (default 0). */
   readonly seed?: number
@@ -89,6 +92,7 @@ export interface GenerateOptions {
 export class AutoregressiveWrapper {
   readonly ignoreIndex: number
   readonly padValue: number
+  private warnedNoCache = false
 
   constructor(
     readonly net: AutoregressiveNet,
@@ -248,6 +252,13 @@ export class AutoregressiveWrapper {
       )
     }
     const useCache = (options.cache ?? true) && reason === null
+    if (options.cache === undefined && reason !== null && !this.warnedNoCache) {
+      // Not silent: say once why decoding re-reads the whole sequence every step.
+      this.warnedNoCache = true
+      console.warn(
+        `${PKG}: generate: KV cache disabled because of '${reason}' (each step re-reads the sequence); pass cache: false to silence this`,
+      )
+    }
     const [b, t] = prompt.shape
     const rows = (await prompt.array()) as number[][]
     let prompts: number[][]
