@@ -74,9 +74,10 @@ export interface GenerateOptions {
   /** Seed of the sampler (default 0). */
   readonly seed?: number
   /**
-   * Prompt lengths for a right-aligned (left-padded) batch `[b, t]`: row i's prompt is its last
-   * `promptLens[i]` tokens. Rows are decoded in groups of equal length, so every position
-   * encoding sees exactly the unpadded prompt.
+   * Prompt lengths for a batch of variable-length prompts, as x-transformers' `prompt_lens`: row i's
+   * prompt is its first `promptLens[i]` tokens (the rest is padding). x-transformers left-pads them
+   * and offsets the positions; here rows of equal length decode together, which gives each row
+   * exactly its unpadded prompt's result under every position scheme (absolute, rotary, ALiBi, …).
    */
   readonly promptLens?: readonly number[]
 }
@@ -270,7 +271,7 @@ export class AutoregressiveWrapper {
           `generate: promptLens must hold ${b} integers in [1, ${t}], got [${promptLens.join(', ')}]`,
         )
       }
-      prompts = rows.map((row, i) => row.slice(t - (promptLens[i] as number)))
+      prompts = rows.map((row, i) => row.slice(0, promptLens[i] as number))
     } else {
       prompts = rows
     }
