@@ -6,6 +6,7 @@
 // Layout per group (G = query heads sharing the KV head, dP/dvP = head dims padded to 4, mPad = m
 // padded to 8, padding rows/columns are zero so that vector over-reads contribute nothing):
 //   q [G, n, dP]   k [mPad, dP]   v [mPad, dvP]   out [G, n, dvP]   lse [G, n]
+//   kt, vt: K and V transposed in key tiles of BC (see transposeTiles), ceil(m / BC)·BC keys
 // Scratch: logits/probabilities tile S [BR, BC], dP tile [BR, BC], running row max/sum [G, BR],
 // row deltas D [G, n].
 
@@ -85,19 +86,27 @@ function zero(ptr: usize, floats: i32): void {
   memory.fill(ptr, 0, (<usize>floats) << 2)
 }
 
-// dst[c][j] = src[j][c] for the (rows x cols) source; columns rows..dstStride of dst are zeroed.
-// Transposed K/V make q·k an axpy over keys, which vectorises without horizontal sums.
-function transposePad(src: usize, rows: i32, cols: i32, dst: usize, dstStride: i32): void {
+// Transposes the (rows x cols) source into key tiles of BC: tile t is a contiguous [cols][BC] block at
+// dst + t·cols·BC with dst[t][c][jj] = src[t·BC + jj][c], zero past the last key. Transposed K/V
+// make q·k an axpy over keys, which vectorises without horizontal sums; tile-contiguous blocks keep
+// the row stride at BC floats, since a stride of the full (power-of-two) key count maps every row
+// of a tile to the same cache set.
+function transposeTiles(src: usize, rows: i32, cols: i32, dst: usize): void {
   const srcRowBytes = (<usize>cols) << 2
-  const dstRowBytes = (<usize>dstStride) << 2
-  for (let c = 0; c < cols; c++) {
-    const dRow = dst + <usize>c * dstRowBytes
-    let s = src + ((<usize>c) << 2)
-    for (let j = 0; j < rows; j++) {
-      store<f32>(dRow + ((<usize>j) << 2), load<f32>(s))
-      s += srcRowBytes
+  const tiles = (rows + BC - 1) / BC
+  for (let t = 0; t < tiles; t++) {
+    const tileBase = dst + <usize>t * cols * BC * 4
+    const j0 = t * BC
+    const count = min(BC, rows - j0)
+    for (let c = 0; c < cols; c++) {
+      const dRow = tileBase + <usize>c * BC * 4
+      let sp = src + <usize>j0 * srcRowBytes + ((<usize>c) << 2)
+      for (let jj = 0; jj < count; jj++) {
+        store<f32>(dRow + ((<usize>jj) << 2), load<f32>(sp))
+        sp += srcRowBytes
+      }
+      for (let jj = count; jj < BC; jj++) store<f32>(dRow + ((<usize>jj) << 2), 0)
     }
-    for (let j = rows; j < dstStride; j++) store<f32>(dRow + ((<usize>j) << 2), 0)
   }
 }
 
@@ -445,7 +454,7 @@ export function forward(
   const outRowBytes = (<usize>dvP) << 2
   zero(k + <usize>m * dP * 4, (mPad - m) * dP)
   zero(v + <usize>m * dvP * 4, (mPad - m) * dvP)
-  transposePad(k, m, dP, kt, mPad)
+  transposeTiles(k, m, dP, kt)
   zero(out, groupHeads * n * dvP)
   for (let i0 = 0; i0 < n; i0 += BR) {
     const rows = min(BR, n - i0)
@@ -463,7 +472,7 @@ export function forward(
         const slope: f32 = hasSlopes ? load<f32>(slopes + ((<usize>r) << 2)) : 0
         const qTile = q + <usize>r * qHeadBytes + <usize>i0 * dP * 4
         const oTile = out + <usize>r * oHeadBytes + <usize>i0 * outRowBytes
-        tileQK(qTile, dP, rows, kt + ((<usize>j0) << 2), mPad, colsPad, dP, s)
+        tileQK(qTile, dP, rows, kt + <usize>j0 * dP * 4, BC, colsPad, dP, s)
         for (let t = 0; t < rows; t++) {
           const i = i0 + t
           const sRow = s + <usize>(t * BC) * 4
@@ -581,8 +590,8 @@ export function backward(
   const vScale = f32x4.splat(scale)
   zero(k + <usize>m * dP * 4, (mPad - m) * dP)
   zero(v + <usize>m * dvP * 4, (mPad - m) * dvP)
-  transposePad(k, m, dP, kt, mPad)
-  transposePad(v, m, dvP, vt, mPad)
+  transposeTiles(k, m, dP, kt)
+  transposeTiles(v, m, dvP, vt)
   zero(dq, groupHeads * n * dP)
   zero(dk, mPad * dP)
   zero(dv, mPad * dvP)
@@ -609,8 +618,8 @@ export function backward(
         const rows = min(BR, n - i0)
         const qTile = q + <usize>r * qHeadBytes + <usize>i0 * dP * 4
         const doTile = dO + <usize>r * oHeadBytes + <usize>i0 * dvP * 4
-        tileQK(qTile, dP, rows, kt + ((<usize>j0) << 2), mPad, colsPad, dP, s)
-        tileQK(doTile, dvP, rows, vt + ((<usize>j0) << 2), mPad, colsPad, dvP, dp)
+        tileQK(qTile, dP, rows, kt + <usize>j0 * dP * 4, BC, colsPad, dP, s)
+        tileQK(doTile, dvP, rows, vt + <usize>j0 * dvP * 4, BC, colsPad, dvP, dp)
         for (let t = 0; t < rows; t++) {
           const i = i0 + t
           const sRow = s + <usize>(t * BC) * 4

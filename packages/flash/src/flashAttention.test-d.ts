@@ -1,7 +1,7 @@
 import type * as tf from '@tensorflow/tfjs-core'
 import type { AttentionImpl } from '@xattn/core'
 import { expectTypeOf, test } from 'vitest'
-import { FlashAttention, FlashAttentionGrad, flashAttention } from './index.js'
+import { type FlashAttention, type FlashAttentionGrad, flashAttention } from './index.js'
 
 declare const q: tf.Tensor4D
 declare const k: tf.Tensor4D
