@@ -213,7 +213,7 @@ function writeDocs(section) {
   const begin = text.indexOf('<!-- flash:begin -->')
   const end = text.indexOf('<!-- flash:end -->')
   // Hand-written analysis between the notes marker and the end marker survives regeneration.
-  let notes = ''
+  let notes = '\n'
   if (begin >= 0 && end > begin) {
     const old = text.slice(begin, end)
     const at = old.indexOf('<!-- flash:notes -->')
