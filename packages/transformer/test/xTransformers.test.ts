@@ -57,6 +57,50 @@ describe('x-transformers state-dict names and shapes', () => {
   }
 })
 
+describe('intermediates match x-transformers (cpu)', () => {
+  for (const name of ALL_CASES) {
+    it(`${name}: every layer input, the last hidden and every attention map`, async () => {
+      const json = caseJson(name)
+      const dir = join(FIXTURES, name)
+      const model = await fromXTransformers({ config: json.config, weights: join(dir, 'model.safetensors') })
+      const inputs = inputsOf(name)
+      const expected = decodeSafetensors(readFileSync(join(dir, 'intermediates.safetensors')))
+      const result = model.forwardWithIntermediates(inputs.tokens, inputs)
+      // Hiddens are O(1) and pass through ≤ 6 float32 layers; attention weights lie in [0, 1].
+      result.hiddens.forEach((hidden, i) => {
+        expectClose(hidden, expected.get(`layer_hiddens.${i}`) as tf.Tensor, {
+          atol: 2e-5,
+          label: `${name} layer_hiddens.${i}`,
+        })
+      })
+      expect(expected.has(`layer_hiddens.${result.hiddens.length}`)).toBe(false)
+      result.attention.forEach((map, i) => {
+        expectClose(map, expected.get(`attn.${i}.post_softmax`) as tf.Tensor, {
+          atol: 1e-5,
+          label: `${name} attn.${i}`,
+        })
+      })
+      expect(expected.has(`attn.${result.attention.length}.post_softmax`)).toBe(false)
+      const memoryTokens = (json.config.wrapper as { num_memory_tokens?: number }).num_memory_tokens ?? 0
+      const last = expected.get('last_hidden') as tf.Tensor
+      const lastWithoutMemory = tf.slice(last, [0, memoryTokens, 0], result.embeddings.shape)
+      expectClose(result.embeddings, lastWithoutMemory, { atol: 2e-5, label: `${name} last_hidden` })
+      for (const t of [
+        lastWithoutMemory,
+        result.logits,
+        result.embeddings,
+        ...result.hiddens,
+        ...result.attention,
+      ])
+        t?.dispose()
+      for (const { k, v } of result.cache) for (const t of [k, v]) t.dispose()
+      for (const t of expected.values()) t.dispose()
+      inputs.dispose()
+      model.dispose()
+    })
+  }
+})
+
 describeEachBackend('fromXTransformers on fixtures', () => {
   for (const name of [
     'decoder_base',
