@@ -30,9 +30,9 @@ const VARIANTS = [
 
 // attendReference materialises [b, h, n, m] several times over and is slow: it runs where it
 // finishes in reasonable time (the issue measured 90 s for one cpu forward at N=4096).
-function referenceAllowed(backend, n, variant) {
+function referenceAllowed(n, variant) {
   if (n <= 1024) return true
-  if (n === 2048) return variant.name === 'MHA' || (backend === 'wasm' && variant.causal)
+  if (n === 2048) return variant.name === 'MHA'
   return false
 }
 
@@ -100,7 +100,7 @@ async function runBackend(backend, sizes, rows) {
         const run = pass === 'fwd' ? forward : forwardBackward
         forward(flashAttention, t, variant.causal) // warm: compile the module, grow its heap once
         const flash = await measure(() => run(flashAttention, t, variant.causal), 3)
-        const ref = referenceAllowed(backend, n, variant)
+        const ref = referenceAllowed(n, variant)
           ? await measure(() => run(attendReference, t, variant.causal), 1)
           : null
         const row = {

@@ -20,8 +20,9 @@ function randomSeed(): number {
  * rows give 0; `dropout` applies when `training` with a counter-based mask fixed by `seed`.
  * Differentiable (`tf.grad`, `tf.variableGrads`) with respect to q, k, v and bias.
  *
- * Kernels exist for the `cpu` and `wasm` backends; `import '@xattn/flash'` registers both
- * (or import `@xattn/flash/cpu` / `@xattn/flash/wasm` alone). Other backends get a ConfigError.
+ * `import '@xattn/flash'` registers the `cpu` and `wasm` kernels (`@xattn/flash/cpu` and
+ * `@xattn/flash/wasm` register one alone); `@xattn/flash/webgl` and `@xattn/flash/webgpu` register
+ * the browser ones. A backend without a registered kernel gets a ConfigError saying what to import.
  *
  * @throws ShapeContractError for bad shapes or dtypes, ConfigError for bad options, before any kernel runs.
  * @example
@@ -36,8 +37,8 @@ export function flashAttention(inputs: AttendInputs, options: AttendOptions = {}
       '@xattn/flash',
       'backend',
       `${OP_NAME}: no flash kernel is registered for the '${backendName}' backend; ` +
-        "kernels exist for 'cpu' and 'wasm' (import '@xattn/flash', or '@xattn/flash/cpu' / '@xattn/flash/wasm'); " +
-        "use getAttention('reference') elsewhere",
+        "'cpu' and 'wasm' kernels come with import '@xattn/flash', 'webgl' and 'webgpu' ones with " +
+        "import '@xattn/flash/webgl' / '@xattn/flash/webgpu'; use getAttention('reference') elsewhere",
     )
   }
   const rate = options.training === true ? (options.dropout ?? 0) : 0

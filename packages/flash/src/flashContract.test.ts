@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu'
 import * as tf from '@tensorflow/tfjs-core'
 import { attendReference, ConfigError, ShapeContractError } from '@xattn/core'
 import { describeEachBackend, expectClose, randomMask, randomTensor } from '@xattn/test-utils'
@@ -102,6 +103,23 @@ describeEachBackend('flashAttention input checks', () => {
     expect(flashHeapBytes()).toBe(flashHeap)
     expect(heap()).toBe(backendHeap)
     tf.dispose([a, b, c])
+  })
+})
+
+describe('flashAttention on a backend without flash kernels', () => {
+  it('throws a ConfigError that says what to import', async () => {
+    const previous = tf.getBackend()
+    const [a, b, c] = [q(), k(), v()]
+    tf.registerBackend('no-flash', () => new MathBackendCPU())
+    try {
+      await tf.setBackend('no-flash')
+      expect(() => flashAttention({ q: a, k: b, v: c })).toThrow(ConfigError)
+      expect(() => flashAttention({ q: a, k: b, v: c })).toThrow(/'no-flash'.*import '@xattn\/flash'/)
+    } finally {
+      await tf.setBackend(previous)
+      tf.removeBackend('no-flash')
+      tf.dispose([a, b, c])
+    }
   })
 })
 
