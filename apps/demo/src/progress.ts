@@ -16,6 +16,7 @@ function formatDuration(ms: number): string {
 export class ProgressBar {
   private lastPlainDecile = -1
   private drawn = false
+  private pending: string | null = null
 
   constructor(
     private readonly stream: DemoIo['progress'],
@@ -43,12 +44,17 @@ export class ProgressBar {
     if (decile > this.lastPlainDecile) {
       this.lastPlainDecile = decile
       this.stream.write(`${text}\n`)
+      this.pending = null
+    } else {
+      this.pending = text
     }
   }
 
-  /** Ends the bar's line (TTY) so that later output starts on a fresh line. */
+  /** Ends the bar's line (TTY), or prints the last state if it fell between tenths (plain). */
   finish(): void {
     if (this.enabled && this.drawn) this.stream.write('\n')
+    if (this.enabled && this.pending !== null) this.stream.write(`${this.pending}\n`)
     this.drawn = false
+    this.pending = null
   }
 }

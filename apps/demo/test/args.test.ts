@@ -69,3 +69,23 @@ describe('demo arguments', () => {
     }
   })
 })
+
+describe('progress bar', () => {
+  it('redraws in place on a TTY; prints every tenth plus the final state otherwise', async () => {
+    const { ProgressBar } = await import('../src/progress.js')
+    const tty: string[] = []
+    const bar = new ProgressBar({ isTTY: true, write: (s: string) => tty.push(s) > 0 }, 10)
+    bar.update(1, { loss: 2, tokensPerSecond: 100, elapsedMs: 1000 })
+    bar.update(2, { loss: 1.5, tokensPerSecond: 100, elapsedMs: 2000 })
+    bar.finish()
+    expect(tty[0]).toMatch(/^\r\x1b\[2K\[█+░+\] step {2}1\/10 {2}loss 2\.0000 {2}100 tok\/s/)
+    expect(tty.at(-1)).toBe('\n')
+    const plain: string[] = []
+    const log = new ProgressBar({ isTTY: false, write: (s: string) => plain.push(s) > 0 }, 100)
+    for (let step = 1; step <= 37; step++)
+      log.update(step, { loss: 1, tokensPerSecond: 10, elapsedMs: step * 10 })
+    log.finish()
+    expect(plain.map((line) => line.match(/step +(\d+)/)?.[1])).toEqual(['1', '10', '20', '30', '37'])
+    expect(plain.join('')).not.toContain('\r')
+  })
+})
