@@ -1,18 +1,28 @@
 // Regenerates docs/compatibility.md from the combination matrix run on the built packages.
 // Usage: pnpm --filter @xattn/integration run compat [--check]
 import { readFileSync, writeFileSync } from 'node:fs'
-import { compatibilityPath, matrixRows, renderCompatibility } from './matrix/compatDoc.js'
+import { compatibilityPath, matrixRows, modelMatrixRows, renderCompatibility } from './matrix/compatDoc.js'
+import { MODEL_AXES, MODEL_FORBIDDEN } from './matrix/modelAxes.js'
 import { probeRejection, REJECTIONS } from './matrix/rejections.js'
 import { runCombination } from './matrix/runCombination.js'
+import { probeForbidden, runModelCombination } from './matrix/runModelCombination.js'
 
 async function main(): Promise<void> {
   const check = process.argv.includes('--check')
   const results = []
   for (const row of matrixRows()) results.push(await runCombination(row))
   const rejections = REJECTIONS.map((probe) => ({ probe, message: probeRejection(probe).message }))
-  const text = renderCompatibility(results, rejections)
+  const modelResults = []
+  for (const row of modelMatrixRows()) modelResults.push(await runModelCombination(row))
+  const forbidden = MODEL_FORBIDDEN.map((f) => ({
+    forbidden: f,
+    message: probeForbidden(f, MODEL_AXES).message,
+  }))
+  const text = renderCompatibility(results, rejections, { results: modelResults, forbidden })
   const path = compatibilityPath()
-  const failed = results.filter((r) => r.checks.some((c) => !c.ok)).length
+  const failed = [...results, ...modelResults].filter(
+    (r) => r.status !== 'ok' || r.checks.some((c) => !c.ok),
+  ).length
   if (check) {
     const current = readFileSync(path, 'utf8')
     if (current !== text) {
@@ -21,7 +31,9 @@ async function main(): Promise<void> {
     }
   } else {
     writeFileSync(path, text)
-    process.stderr.write(`wrote ${path}: ${results.length} combinations, ${failed} failing\n`)
+    process.stderr.write(
+      `wrote ${path}: ${results.length} + ${modelResults.length} combinations, ${failed} failing\n`,
+    )
   }
   if (failed > 0) process.exit(1)
 }

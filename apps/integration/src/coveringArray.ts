@@ -21,6 +21,11 @@ export interface CoveringOptions {
   readonly seed: number
   /** Tuples (e.g. named triples) that must each appear in some row. */
   readonly required?: readonly Tuple[]
+  /**
+   * Tuples no row may contain (unsupported combinations, tested separately for their rejection).
+   * A pair that is itself forbidden is not required to be covered.
+   */
+  readonly forbidden?: readonly Tuple[]
   /** Candidates tried per row; more gives shorter arrays. Default 24. */
   readonly candidates?: number
 }
@@ -37,17 +42,26 @@ function mulberry32(seed: number): () => number {
 }
 
 const SEP = '\u0000'
+
+/** Whether `row` (possibly partial) sets every axis of `tuple` to the tuple's value. */
+function contains(row: Readonly<Record<string, string | undefined>>, tuple: Tuple): boolean {
+  return Object.entries(tuple).every(([axis, value]) => row[axis] === value)
+}
 const pairKey = (a: string, va: string, b: string, vb: string) => [a, va, b, vb].join(SEP)
 
 /** Every pair of (axis, value) over two different axes, as keys (axis order as in `axes`). */
-function allPairs(axes: Axes): Set<string> {
+function allPairs(axes: Axes, forbidden: readonly Tuple[] = []): Set<string> {
   const names = Object.keys(axes)
   const pairs = new Set<string>()
   for (let i = 0; i < names.length; i++) {
     for (let j = i + 1; j < names.length; j++) {
       const a = names[i] as string
       const b = names[j] as string
-      for (const va of axes[a] ?? []) for (const vb of axes[b] ?? []) pairs.add(pairKey(a, va, b, vb))
+      for (const va of axes[a] ?? []) {
+        for (const vb of axes[b] ?? []) {
+          if (!forbidden.some((t) => contains({ [a]: va, [b]: vb }, t))) pairs.add(pairKey(a, va, b, vb))
+        }
+      }
     }
   }
   return pairs
@@ -69,13 +83,13 @@ function pairsOf(axes: Axes, row: Readonly<Record<string, string | undefined>>):
   return keys
 }
 
-function validate(axes: Axes, required: readonly Tuple[]): void {
+function validate(axes: Axes, required: readonly Tuple[], forbidden: readonly Tuple[]): void {
   for (const [name, values] of Object.entries(axes)) {
     if (values.length === 0) throw new Error(`covering array: axis '${name}' has no values`)
     if (new Set(values).size !== values.length)
       throw new Error(`covering array: axis '${name}' repeats a value`)
   }
-  for (const tuple of required) {
+  for (const tuple of [...required, ...forbidden]) {
     for (const [name, value] of Object.entries(tuple)) {
       if (!(axes[name] ?? []).includes(value)) {
         throw new Error(
@@ -89,10 +103,16 @@ function validate(axes: Axes, required: readonly Tuple[]): void {
 /** Builds the covering array. */
 export function coveringArray(axes: Axes, options: CoveringOptions): Row[] {
   const required = options.required ?? []
-  validate(axes, required)
+  const forbidden = options.forbidden ?? []
+  validate(axes, required, forbidden)
+  for (const tuple of required) {
+    if (forbidden.some((f) => contains(tuple, f))) {
+      throw new Error(`covering array: required tuple ${JSON.stringify(tuple)} contains a forbidden one`)
+    }
+  }
   const rng = mulberry32(options.seed)
   const names = Object.keys(axes)
-  const uncovered = allPairs(axes)
+  const uncovered = allPairs(axes, forbidden)
   const rows: Row[] = []
   const candidates = options.candidates ?? 24
 
@@ -109,12 +129,14 @@ export function coveringArray(axes: Axes, options: CoveringOptions): Row[] {
       let best: string[] = []
       let bestGain = -1
       for (const value of axes[name] ?? []) {
+        if (forbidden.some((t) => contains({ ...row, [name]: value }, t))) continue
         const gain = pairsOf(axes, { ...row, [name]: value }).filter((k) => uncovered.has(k)).length
         if (gain > bestGain) {
           bestGain = gain
           best = [value]
         } else if (gain === bestGain) best.push(value)
       }
+      if (best.length === 0) return { row: {}, gain: -1 }
       row[name] = best[Math.floor(rng() * best.length)] as string
     }
     // Axis order, so rows print the same way whatever order the axes were filled in.
@@ -132,7 +154,10 @@ export function coveringArray(axes: Axes, options: CoveringOptions): Row[] {
       const candidate = complete({ ...tuple })
       if (best === null || candidate.gain > best.gain) best = candidate
     }
-    if (best !== null) accept(best.row)
+    if (best === null || best.gain < 0) {
+      throw new Error(`covering array: no allowed row contains ${JSON.stringify(tuple)}`)
+    }
+    accept(best.row)
   }
   while (uncovered.size > 0) {
     const seeds = [...uncovered]
@@ -143,15 +168,20 @@ export function coveringArray(axes: Axes, options: CoveringOptions): Row[] {
       const candidate = complete({ [a]: va, [b]: vb })
       if (best === null || candidate.gain > best.gain) best = candidate
     }
-    if (best === null) break
+    // A pair that no allowed row can hold (e.g. forbidden triples around it) stops the loop;
+    // uncoveredPairs then names it.
+    if (best === null || best.gain <= 0) break
     accept(best.row)
   }
   return rows
 }
 
-/** The pairs of axis values that no row covers, as `'a=x & b=y'` (empty for a covering array). */
-export function uncoveredPairs(axes: Axes, rows: readonly Row[]): string[] {
-  const uncovered = allPairs(axes)
+/**
+ * The pairs of axis values that no row covers, as `'a=x & b=y'` (empty for a covering array).
+ * Forbidden pairs are not expected.
+ */
+export function uncoveredPairs(axes: Axes, rows: readonly Row[], forbidden: readonly Tuple[] = []): string[] {
+  const uncovered = allPairs(axes, forbidden)
   for (const row of rows) for (const k of pairsOf(axes, row)) uncovered.delete(k)
   return [...uncovered].map((k) => {
     const [a, va, b, vb] = k.split(SEP)

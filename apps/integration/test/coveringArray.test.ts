@@ -91,4 +91,24 @@ describe('coveringArray (the generator)', () => {
     expect(() => coveringArray({ a: ['x', 'x'] }, { seed: 1 })).toThrow(/repeats/)
     expect(() => coveringArray(small, { seed: 1, required: [{ a: '7' }] })).toThrow(/a=7/)
   })
+
+  it('never emits a forbidden tuple, and covers every allowed pair', () => {
+    const forbidden = [
+      { positions: 'xpos', mask: 'none' },
+      { memKv: '2', cache: 'on', heads: 'MQA' },
+    ]
+    const rows = coveringArray(axes, { seed: 3, forbidden })
+    expect(missingTuples(rows, forbidden)).toEqual(forbidden)
+    expect(uncoveredPairs(axes, rows, forbidden)).toEqual([])
+    // The allowed parts of the forbidden triple still meet pairwise.
+    expect(rows.some((r) => r.memKv === '2' && r.cache === 'on')).toBe(true)
+    // Without the forbidden list, the checker does expect the forbidden pair.
+    expect(uncoveredPairs(axes, rows)).toEqual(['mask=none & positions=xpos'])
+  })
+
+  it('rejects a required tuple that contains a forbidden one', () => {
+    expect(() =>
+      coveringArray(small, { seed: 1, required: [{ a: '0', b: '1' }], forbidden: [{ a: '0' }] }),
+    ).toThrow(/forbidden/)
+  })
 })

@@ -3,35 +3,47 @@ import * as tf from '@tensorflow/tfjs-core'
 import { describe, expect, it } from 'vitest'
 import { missingTuples, type Row, uncoveredPairs } from '../src/coveringArray.js'
 import { AXES, type Combination, NAMED_TRIPLES } from '../src/matrix/axes.js'
-import { compatibilityPath, matrixRows, renderCompatibility } from '../src/matrix/compatDoc.js'
+import {
+  compatibilityPath,
+  matrixRows,
+  modelMatrixRows,
+  renderCompatibility,
+} from '../src/matrix/compatDoc.js'
+import { MODEL_AXES, MODEL_FORBIDDEN, MODEL_NAMED_TRIPLES } from '../src/matrix/modelAxes.js'
 import { probeRejection, REJECTIONS } from '../src/matrix/rejections.js'
 import { type CombinationResult, runCombination } from '../src/matrix/runCombination.js'
+import { type ModelResult, probeForbidden, runModelCombination } from '../src/matrix/runModelCombination.js'
 
-// The combination matrix on the built packages: every row of the covering array builds a small
-// attention layer and must pass every invariant that applies to it (see runCombination.ts).
-// The results also regenerate docs/compatibility.md, which must match the checked-in file.
+// The combination matrices on the built packages. Every row of each covering array builds a
+// small model and must pass every invariant that applies to it (runCombination.ts for the
+// attention layer composed from kv-heads/memory-kv/flash, runModelCombination.ts for the
+// TransformerWrapper). Unsupported combinations are asserted to be refused. The results
+// regenerate docs/compatibility.md, which must match the checked-in file.
 
-const rows = matrixRows()
-const results: CombinationResult[] = []
-const label = (c: Combination) =>
+const label = (c: object) =>
   Object.entries(c)
     .map(([axis, value]) => `${axis}=${value}`)
     .join(' ')
 
-describe('combination matrix', () => {
+const layerRows = matrixRows()
+const layerResults: CombinationResult[] = []
+const modelRows = modelMatrixRows()
+const modelResults: ModelResult[] = []
+const rejections: { probe: (typeof REJECTIONS)[number]; message: string }[] = []
+const forbiddenOutcomes: { forbidden: (typeof MODEL_FORBIDDEN)[number]; message: string }[] = []
+
+describe('attention-layer matrix (kv-heads × memory-kv × flash)', () => {
   it('covers every pair of axis values and every named triple', () => {
-    expect(uncoveredPairs(AXES, rows as unknown as Row[])).toEqual([])
-    expect(missingTuples(rows as unknown as Row[], NAMED_TRIPLES)).toEqual([])
+    expect(uncoveredPairs(AXES, layerRows as unknown as Row[])).toEqual([])
+    expect(missingTuples(layerRows as unknown as Row[], NAMED_TRIPLES)).toEqual([])
   })
 
-  rows.forEach((row, i) => {
+  layerRows.forEach((row: Combination, i) => {
     it(`#${i + 1} ${label(row)}`, async () => {
       const result = await runCombination(row)
-      results.push(result)
+      layerResults[i] = result
       expect(result.status, result.rejection).toBe('ok')
-      const failed = result.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`)
-      expect(failed).toEqual([])
-      // Every row checks at least finiteness both ways and leaks.
+      expect(result.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`)).toEqual([])
       expect(result.checks.map((c) => c.name)).toEqual(
         expect.arrayContaining(['finite forward', 'finite gradients', 'no tensor leaks']),
       )
@@ -39,38 +51,62 @@ describe('combination matrix', () => {
   })
 
   it('exercises every invariant somewhere', () => {
-    const seen = new Set(results.flatMap((r) => r.checks.map((c) => c.name)))
-    expect([...seen].sort()).toEqual(
-      [
-        'GQA with duplicated weights ≡ MHA',
-        'cached decoding ≡ full forward',
-        'dropout reproducible from its seed',
-        'finite forward',
-        'finite gradients',
-        'flash ≡ reference',
-        'no tensor leaks',
-      ].sort(),
-    )
+    const seen = new Set(layerResults.flatMap((r) => r.checks.map((c) => c.name)))
+    expect(seen.size).toBe(7)
   })
 
-  const rejections: { probe: (typeof REJECTIONS)[number]; outcome: ReturnType<typeof probeRejection> }[] = []
   for (const probe of REJECTIONS) {
     it(`rejects ${probe.name} at construction with a ConfigError, before any tensor`, () => {
       const before = tf.memory().numTensors
       const outcome = probeRejection(probe)
-      rejections.push({ probe, outcome })
+      rejections.push({ probe, message: outcome.message })
       expect(outcome.rejected, outcome.message).toBe(true)
       expect(tf.memory().numTensors).toBe(before)
     })
   }
+})
 
-  it('docs/compatibility.md is current (regenerate: pnpm --filter @xattn/integration run compat)', () => {
-    expect(results.length).toBe(rows.length)
+describe('model matrix (TransformerWrapper)', () => {
+  it('covers every allowed pair and every named combination, and no forbidden one', () => {
+    const forbidden = MODEL_FORBIDDEN.map((f) => f.tuple)
+    expect(uncoveredPairs(MODEL_AXES, modelRows as unknown as Row[], forbidden)).toEqual([])
+    expect(missingTuples(modelRows as unknown as Row[], MODEL_NAMED_TRIPLES)).toEqual([])
+    expect(missingTuples(modelRows as unknown as Row[], forbidden)).toEqual(forbidden)
+  })
+
+  modelRows.forEach((row, i) => {
+    it(`#${i + 1} ${label(row)}`, async () => {
+      const result = await runModelCombination(row)
+      modelResults[i] = result
+      expect(result.status, result.rejection).toBe('ok')
+      expect(result.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`)).toEqual([])
+    })
+  })
+
+  it('exercises every invariant somewhere', () => {
+    const seen = new Set(modelResults.flatMap((r) => r.checks.map((c) => c.name)))
+    expect(seen.size).toBe(7)
+  })
+
+  for (const forbidden of MODEL_FORBIDDEN) {
+    it(`refuses ${label(forbidden.tuple)} by name (${forbidden.option})`, () => {
+      const outcome = probeForbidden(forbidden, MODEL_AXES)
+      forbiddenOutcomes.push({ forbidden, message: outcome.message })
+      expect(outcome.ok, outcome.message).toBe(true)
+    })
+  }
+})
+
+describe('docs/compatibility.md', () => {
+  it('is current (regenerate: pnpm --filter @xattn/integration run compat)', () => {
+    expect(layerResults.filter(Boolean).length).toBe(layerRows.length)
+    expect(modelResults.filter(Boolean).length).toBe(modelRows.length)
     expect(rejections.length).toBe(REJECTIONS.length)
-    const text = renderCompatibility(
-      results,
-      rejections.map(({ probe, outcome }) => ({ probe, message: outcome.message })),
-    )
+    expect(forbiddenOutcomes.length).toBe(MODEL_FORBIDDEN.length)
+    const text = renderCompatibility(layerResults, rejections, {
+      results: modelResults,
+      forbidden: forbiddenOutcomes,
+    })
     const path = compatibilityPath()
     const current = existsSync(path) ? readFileSync(path, 'utf8') : ''
     expect(current === text, `${path} is stale: run pnpm --filter @xattn/integration run compat`).toBe(true)

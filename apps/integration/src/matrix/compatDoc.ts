@@ -2,7 +2,15 @@ import { dirname, join, parse } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { coveringArray, type Row, uncoveredPairs } from '../coveringArray.js'
 import { AXES, type AxisName, type Combination, MATRIX_SEED, NAMED_TRIPLES } from './axes.js'
+import {
+  MODEL_AXES,
+  MODEL_FORBIDDEN,
+  MODEL_MATRIX_SEED,
+  MODEL_NAMED_TRIPLES,
+  type ModelCombination,
+} from './modelAxes.js'
 import type { CombinationResult, InvariantName } from './runCombination.js'
+import type { ModelResult } from './runModelCombination.js'
 
 /** The matrix's rows: the seeded pairwise covering array over {@link AXES} with the named triples. */
 export function matrixRows(): Combination[] {
@@ -22,6 +30,15 @@ export function compatibilityPath(): string {
   return join(dir, '..', '..', 'docs', 'compatibility.md')
 }
 
+/** The model matrix's rows: allowed combinations only (forbidden ones are tested for rejection). */
+export function modelMatrixRows(): ModelCombination[] {
+  return coveringArray(MODEL_AXES, {
+    seed: MODEL_MATRIX_SEED,
+    required: MODEL_NAMED_TRIPLES,
+    forbidden: MODEL_FORBIDDEN.map((f) => f.tuple),
+  }) as Row[] as unknown as ModelCombination[]
+}
+
 /** A configuration that must be rejected at construction, and why it is unsupported. */
 export interface RejectionProbe {
   readonly name: string
@@ -39,13 +56,93 @@ const SHORT: Readonly<Record<InvariantName, string>> = {
 }
 
 const NOT_YET: readonly [string, string][] = [
-  [
-    'positions: absolute, rotary, xpos, T5, dynamic',
-    'need `@xattn/transformer` Attention/positions (not landed)',
-  ],
-  ['qk-norm: on, dim-scale', 'needs `@xattn/transformer` Attention (not landed)'],
-  ['memory tokens', 'need `@xattn/transformer` TransformerWrapper (not landed)'],
+  ['positions, qk-norm, memory tokens', 'model-level features: see the model matrix below'],
 ]
+
+const MODEL_SHORT: Readonly<Record<ModelResult['checks'][number]['name'], string>> = {
+  'finite forward': 'fwd',
+  'finite gradients': 'grad',
+  'flash ≡ reference': 'flash≡ref',
+  'cached decoding ≡ full forward': 'cache≡full',
+  'GQA with duplicated weights ≡ MHA': 'gqa≡mha',
+  'train-mode dropout': 'dropout',
+  'no tensor leaks': 'no-leak',
+}
+
+const cell = (text: string) => text.replaceAll('|', '\\|')
+
+function renderModelMatrix(
+  results: readonly ModelResult[],
+  forbidden: readonly { readonly forbidden: (typeof MODEL_FORBIDDEN)[number]; readonly message: string }[],
+): string[] {
+  const axisNames = Object.keys(MODEL_AXES) as (keyof typeof MODEL_AXES)[]
+  const rows = results.map((r) => r.combination as unknown as Row)
+  const uncovered = uncoveredPairs(
+    MODEL_AXES,
+    rows,
+    MODEL_FORBIDDEN.map((f) => f.tuple),
+  )
+  const lines: string[] = []
+  lines.push('## Model matrix (`@xattn/transformer`)')
+  lines.push('')
+  lines.push(
+    'Each row builds a one-layer `TransformerWrapper` (Decoder when causal, Encoder otherwise; 4 query heads of',
+    'width 32, model width 16, 20 tokens, 4 positions, batch 2) and checks the invariants on its logits: `flash≡ref`',
+    '(an identical model with reference attention, same weights), `cache≡full` (`forwardWithCache` one token at',
+    'a time against `forward` on each prefix), `gqa≡mha` (an MHA model loaded with the KV weights, memory KV and',
+    'per-KV-head qk-norm scales repeated per query head), `dropout` (train mode: finite, differs from eval),',
+    '`fwd`/`grad` finite and `no-leak`.',
+  )
+  lines.push('')
+  lines.push('| axis | values |')
+  lines.push('|---|---|')
+  for (const a of axisNames) lines.push(`| ${a} | ${MODEL_AXES[a].join(', ')} |`)
+  lines.push('')
+  lines.push('Named combinations (each in some row):')
+  lines.push('')
+  for (const t of MODEL_NAMED_TRIPLES) {
+    lines.push(
+      `- ${Object.entries(t)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' × ')}`,
+    )
+  }
+  lines.push('')
+  lines.push(
+    `Seed ${MODEL_MATRIX_SEED}: ${rows.length} rows; every allowed pair of values is covered` +
+      (uncovered.length === 0 ? '.' : ` except: ${uncovered.join('; ')}.`),
+  )
+  lines.push('')
+  lines.push(`| # | ${axisNames.join(' | ')} | result | invariants |`)
+  lines.push(`|---|${axisNames.map(() => '---').join('|')}|---|---|`)
+  results.forEach((r, i) => {
+    const failed = r.checks.filter((c) => !c.ok)
+    const result =
+      r.status === 'rejected' ? `rejected: ${cell(r.rejection ?? '')}` : failed.length === 0 ? 'ok' : 'FAIL'
+    const invariants = r.checks
+      .map((c) => (c.ok ? MODEL_SHORT[c.name] : `**${MODEL_SHORT[c.name]} FAILED**`))
+      .join(', ')
+    lines.push(
+      `| ${i + 1} | ${axisNames.map((a) => r.combination[a]).join(' | ')} | ${result} | ${invariants} |`,
+    )
+  })
+  lines.push('')
+  lines.push('### Unsupported model combinations')
+  lines.push('')
+  lines.push('Kept out of the rows above; each is asserted to be refused, by name:')
+  lines.push('')
+  lines.push('| combination | why | refused | error |')
+  lines.push('|---|---|---|---|')
+  for (const { forbidden: f, message } of forbidden) {
+    const tuple = Object.entries(f.tuple)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' × ')
+    const when = f.rejectedAt === 'construction' ? 'at construction' : 'before decoding'
+    lines.push(`| ${tuple} | ${f.why} | ${when} | ${cell(message)} |`)
+  }
+  lines.push('')
+  return lines
+}
 
 /**
  * docs/compatibility.md from the matrix results. Only pass/fail/rejection is written (no measured
@@ -54,6 +151,13 @@ const NOT_YET: readonly [string, string][] = [
 export function renderCompatibility(
   results: readonly CombinationResult[],
   rejections: readonly { probe: RejectionProbe; message: string }[],
+  model: {
+    readonly results: readonly ModelResult[]
+    readonly forbidden: readonly {
+      readonly forbidden: (typeof MODEL_FORBIDDEN)[number]
+      readonly message: string
+    }[]
+  },
 ): string {
   const axisNames = Object.keys(AXES) as AxisName[]
   const rows = results.map((r) => r.combination as unknown as Row)
@@ -139,7 +243,8 @@ export function renderCompatibility(
     lines.push(`| ${i + 1} | ${values.join(' | ')} | ${result} | ${invariants} |`)
   })
   lines.push('')
-  lines.push('## Rejected at construction')
+  lines.push(...renderModelMatrix(model.results, model.forbidden))
+  lines.push('## Rejected at construction (attention layer)')
   lines.push('')
   lines.push('Unsupported configurations throw a `ConfigError` before any tensor is made:')
   lines.push('')

@@ -1,0 +1,65 @@
+import type { Axes, Tuple } from '../coveringArray.js'
+
+/**
+ * The feature axes of the model matrix: a one-layer `TransformerWrapper` from
+ * `@xattn/transformer`, so positions, qk-norm and memory tokens join the attention features.
+ */
+export const MODEL_AXES = {
+  /** MHA: kvHeads = heads = 4; GQA: kvHeads 2; MQA: one KV head. */
+  heads: ['MHA', 'GQA', 'MQA'],
+  numMemKv: ['0', '2'],
+  attention: ['reference', 'flash'],
+  backend: ['cpu', 'wasm'],
+  /** Decoder (causal) or Encoder. */
+  causal: ['off', 'on'],
+  /** Token padding mask (and the context mask under cross-attention). */
+  keyMask: ['none', 'padded', 'fullyPadded'],
+  crossAttention: ['off', 'on'],
+  positions: ['none', 'absolute', 'rotary', 'xpos', 'alibi', 't5', 'dynamic'],
+  /** on: l2-normalised q/k with the qk-norm scale; dimScale: plus learned per-feature scales. */
+  qkNorm: ['off', 'on', 'dimScale'],
+  /** valueDimHead 40 vs dimHead 32. */
+  valueDim: ['same', 'different'],
+  /** Learned memory tokens prepended to the sequence (TransformerWrapper numMemoryTokens). */
+  memoryTokens: ['0', '2'],
+  kvCache: ['off', 'on'],
+  dropout: ['off', 'on'],
+} as const satisfies Axes
+
+export type ModelAxisName = keyof typeof MODEL_AXES
+export type ModelCombination = { readonly [A in ModelAxisName]: (typeof MODEL_AXES)[A][number] }
+
+/** Combinations known to have broken in x-transformers; each must appear in some row. */
+export const MODEL_NAMED_TRIPLES: readonly Tuple[] = [
+  { heads: 'MQA', numMemKv: '2', attention: 'flash' },
+  { heads: 'GQA', numMemKv: '2', kvCache: 'on' },
+  { attention: 'flash', kvCache: 'on', positions: 'alibi' },
+  { heads: 'GQA', qkNorm: 'dimScale' },
+  { attention: 'flash', keyMask: 'fullyPadded', causal: 'on' },
+]
+
+/** An unsupported combination: kept out of the rows and asserted to be rejected. */
+export interface ForbiddenCombination {
+  readonly tuple: Tuple
+  readonly why: string
+  /** `construction`: the constructor throws a ConfigError naming `option`. */
+  readonly rejectedAt: 'construction' | 'decoding'
+  readonly option: string
+}
+
+export const MODEL_FORBIDDEN: readonly ForbiddenCombination[] = [
+  {
+    tuple: { positions: 'xpos', causal: 'off' },
+    why: 'xpos scales keys by distance in one direction only, so it needs causal attention',
+    rejectedAt: 'construction',
+    option: 'rotaryXpos',
+  },
+  {
+    tuple: { memoryTokens: '2', kvCache: 'on' },
+    why: 'memory tokens are prepended to every forward call, so a KV cache would hold them again at each step',
+    rejectedAt: 'decoding',
+    option: 'num_memory_tokens',
+  },
+]
+
+export const MODEL_MATRIX_SEED = 7
