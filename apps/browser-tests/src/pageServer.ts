@@ -44,14 +44,23 @@ export interface StaticServer {
   close(): Promise<void>
 }
 
-/** Serves a built page plus the tfjs wasm binaries on 127.0.0.1 (a free port). */
-export async function serveStatic(dir: string): Promise<StaticServer> {
-  const wasmDir = tfjsWasmDir()
+/**
+ * Serves a built page on 127.0.0.1 (a free port), plus the tfjs wasm binaries at `/tfjs-wasm/`
+ * and any extra folders (`{ '/fixtures/': '/abs/path' }`).
+ */
+export async function serveStatic(
+  dir: string,
+  mounts: Readonly<Record<string, string>> = {},
+): Promise<StaticServer> {
+  const allMounts = Object.entries({ '/tfjs-wasm/': tfjsWasmDir(), ...mounts })
   const server: Server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)
-    const file = path.startsWith('/tfjs-wasm/')
-      ? join(wasmDir, normalize(path.slice('/tfjs-wasm/'.length)))
-      : join(dir, normalize(path === '/' ? '/index.html' : path))
+    const mount = allMounts.find(([prefix]) => path.startsWith(prefix))
+    // normalize() on a rooted path cannot climb above the served folder.
+    const file =
+      mount === undefined
+        ? join(dir, normalize(path === '/' ? '/index.html' : path))
+        : join(mount[1], normalize(`/${path.slice(mount[0].length)}`))
     if (!existsSync(file) || !statSync(file).isFile()) {
       res.writeHead(404).end('not found')
       return

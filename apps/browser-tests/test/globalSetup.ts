@@ -12,7 +12,9 @@ declare module 'vitest' {
 export default async function setup(project: TestProject) {
   const root = join(import.meta.dirname, '..')
   const dir = await buildPage(join(root, 'src', 'page'), join(root, 'dist', 'page'))
-  const server = await serveStatic(dir)
+  const server = await serveStatic(dir, {
+    '/fixtures/': join(root, '..', '..', 'fixtures', 'x-transformers'),
+  })
   project.provide('pageUrl', server.url)
   return () => server.close()
 }
