@@ -345,9 +345,25 @@ export function probeForbidden(
   const c = combinationWith(forbidden.tuple, axes)
   if (forbidden.rejectedAt === 'decoding') {
     const reason = cacheUnsupportedReason(c)
+    const model = buildModel(c)
+    const tokens = tf.tensor2d([1, 2], [2, 1], 'int32')
+    const first = model.forwardWithCache(tokens)
+    let refusal = 'the second cached step was accepted'
+    let refused = false
+    try {
+      tf.dispose(model.forwardWithCache(tokens, { cache: first.cache }).cache.flatMap((e) => [e.k, e.v]))
+    } catch (error) {
+      const e = error as Error & { option?: string }
+      refused = e.name === 'ConfigError' && e.option === forbidden.option
+      refusal = e.message
+    } finally {
+      tf.dispose([tokens, first.embeddings, ...(first.logits === null ? [] : [first.logits])])
+      tf.dispose(first.cache.flatMap((e) => [e.k, e.v]))
+      model.dispose()
+    }
     return {
-      ok: reason === forbidden.option,
-      message: `cacheUnsupportedReason() = ${JSON.stringify(reason)}`,
+      ok: reason === forbidden.option && refused,
+      message: `cacheUnsupportedReason() = ${JSON.stringify(reason)}; a cached step throws: ${refusal}`,
     }
   }
   try {
