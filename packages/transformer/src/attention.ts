@@ -485,15 +485,7 @@ export class Attention extends Module {
         let filled =
           mask === null ? sim : (tf.where(mask, sim, tf.fill(sim.shape, MASKED_LOGIT)) as tf.Tensor4D)
         preSoftmax = filled
-        if (this.sparseTopk !== null && this.sparseTopk < m) {
-          const top = tf.topk(filled, this.sparseTopk).values
-          const kth = tf.slice(top, [0, 0, 0, this.sparseTopk - 1], [-1, -1, -1, 1])
-          const keep = tf.logicalAnd(
-            tf.greaterEqual(filled, kth),
-            tf.greater(filled, tf.scalar(MASKED_LOGIT)),
-          )
-          filled = tf.where(keep, filled, tf.fill(filled.shape, MASKED_LOGIT)) as tf.Tensor4D
-        }
+        if (this.sparseTopk !== null && this.sparseTopk < m) filled = keepTopk(filled, this.sparseTopk)
         let attn = maskedSoftmax(filled, mask)
         postSoftmax = attn
         attn = maybeDropout(attn, this.dropout, this.training) as tf.Tensor4D
@@ -527,4 +519,25 @@ export class Attention extends Module {
       postSoftmax: (result.post as tf.Tensor4D | undefined) ?? null,
     }
   }
+}
+
+/**
+ * Sparse top-k: logits below the k-th largest of their row (ties kept) become `-maxFloat32`, as do
+ * already-masked ones. The keep mask is computed inside a custom gradient (gradient `dy · keep`) so
+ * that tfjs does not try to differentiate through topk and the boolean ops.
+ */
+function keepTopk(logits: tf.Tensor4D, k: number): tf.Tensor4D {
+  const op = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
+    const top = tf.topk(x, k).values
+    const kth = tf.slice(top, [0, 0, 0, k - 1], [-1, -1, -1, 1])
+    const keep = tf.logicalAnd(tf.greaterEqual(x, kth), tf.greater(x, tf.scalar(MASKED_LOGIT)))
+    save([tf.cast(keep, 'float32')])
+    return {
+      value: tf.where(keep, x, tf.fill(x.shape, MASKED_LOGIT)),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => [
+        tf.mul(dy as tf.Tensor, saved[0] as tf.Tensor),
+      ],
+    }
+  }) as unknown as Parameters<typeof tf.customGrad>[0])
+  return op(logits) as tf.Tensor4D
 }
