@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as tf from '@tensorflow/tfjs-core'
-import { randomTensor } from '@xattn/test-utils'
+import { describeEachBackend, randomTensor } from '@xattn/test-utils'
 import { describe, expect, it } from 'vitest'
 import { createFromXTransformers, type TransformerWrapper, type XTransformersConfig } from '../src/index.js'
 
@@ -36,7 +36,7 @@ function contextFor(config: XTransformersConfig): tf.Tensor | null {
   return randomTensor([1, 3, dim], 7)
 }
 
-describe('every fixture configuration is differentiable', () => {
+describeEachBackend('every fixture configuration is differentiable', () => {
   for (const name of CASES) {
     it(name, () => {
       const config = configOf(name)
