@@ -80,10 +80,38 @@ console.log(JSON.stringify({
     packages: ['@xattn/core', '@xattn/kv-heads', '@xattn/memory-kv', '@xattn/transformer'],
     script: `${PRELUDE}
 const transformer = await import('@xattn/transformer')
+const { Decoder, TransformerWrapper } = transformer
+const build = (attn) => new TransformerWrapper({
+  numTokens: 20, maxSeqLen: 8,
+  attnLayers: new Decoder({ dim: 16, depth: 1, heads: 4, attn: { dimHead: 8, kvHeads: 2, numMemKv: 2, ...attn } }),
+})
+const model = build({})
+const logits = model.forward(tf.tensor2d([[1, 2, 3]], [1, 3], 'int32'))
 console.log(JSON.stringify({
   exports: Object.keys(transformer), attention: listAttention(),
+  logitsShape: logits.shape, finite: logits.dataSync().every(Number.isFinite),
+  flashModelError: errorOf(() => build({ flash: true })),
   flashError: errorOf(() => getAttention('flash')), flashImport: await importError('@xattn/flash'),
 }))`,
+  },
+  transformerFlash: {
+    name: 'transformer-flash',
+    packages: ['@xattn/core', '@xattn/kv-heads', '@xattn/memory-kv', '@xattn/flash', '@xattn/transformer'],
+    script: `${PRELUDE}
+import '@xattn/flash'
+const { Decoder, TransformerWrapper } = await import('@xattn/transformer')
+const build = (flash) => new TransformerWrapper({
+  numTokens: 20, maxSeqLen: 8, seed: 3,
+  attnLayers: new Decoder({ dim: 16, depth: 1, heads: 4, alibiPosBias: true, attn: { dimHead: 8, kvHeads: 2, numMemKv: 2, flash } }),
+})
+const flashModel = build(true)
+const refModel = build(false)
+refModel.loadStateDict(flashModel.stateDict())
+const tokens = tf.tensor2d([[1, 2, 3], [4, 5, 6]], [2, 3], 'int32')
+const mask = tf.tensor2d([[true, true, true], [true, true, false]], [2, 3], 'bool')
+const a = flashModel.forward(tokens, { mask })
+const b = refModel.forward(tokens, { mask })
+console.log(JSON.stringify({ attention: listAttention(), shape: a.shape, diff: maxDiff(a, b) }))`,
   },
 } satisfies Record<string, Scenario>
 
@@ -146,6 +174,24 @@ describe('selective installs', () => {
     })
     const { flashError } = output as { flashError: { name: string; message: string } }
     expect(flashError.message).toContain(FLASH_HINT)
+    expect(output).toMatchObject({ logitsShape: [1, 3, 20], finite: true })
+    const { flashModelError } = output as { flashModelError: { name: string; message: string } }
+    expect(flashModelError.name).toBe('ConfigError')
+    expect(flashModelError.message).toContain(FLASH_HINT)
+  })
+
+  it('transformer + flash: a flash model equals the same model on reference attention', () => {
+    const { dir, output } = runScenario(scenarios.transformerFlash)
+    expect(installedXattn(dir)).toEqual([
+      '@xattn/core',
+      '@xattn/flash',
+      '@xattn/kv-heads',
+      '@xattn/memory-kv',
+      '@xattn/transformer',
+    ])
+    expect(output).toMatchObject({ attention: ['reference', 'flash'], shape: [2, 3, 20] })
+    // Logits of a one-layer model, O(1): flash's tiled online softmax vs the reference, float32.
+    expect((output as { diff: number }).diff).toBeLessThan(5e-5)
   })
 })
 
