@@ -136,6 +136,10 @@ function oneOf(names: Record<string, boolean | undefined>): string[] {
  * `final_norm.gamma`, `rotary_pos_emb.inv_freq`, `rel_pos.…`).
  *
  * Shapes: `x [b n dim]` → `[b n dim]`.
+ *
+ * @example
+ * const stack = new AttentionLayers({ dim: 32, depth: 2, heads: 4, causal: true, attn: { dimHead: 8 } })
+ * const { out, hiddens, attention } = stack.forward(x, { returnIntermediates: true })
  */
 export class AttentionLayers extends Module {
   readonly dim: number

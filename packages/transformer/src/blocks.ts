@@ -13,7 +13,11 @@ export class FnWrapper extends Module {
   }
 }
 
-/** LayerScale: `out · gamma` with `gamma [dim]` stored as `gamma - 1` under unit offset. */
+/** LayerScale: `out · gamma` with `gamma [dim]` stored as `gamma - 1` under unit offset. *
+ * @example
+ * const ls = new LayerScale(ff, 32, 0.1, true) // gamma stored as 0.1 - 1
+ * ls.scale(ff.apply(x)) // [b, n, 32]
+ */
 export class LayerScale extends Module {
   readonly gamma: tf.Variable
 
@@ -39,7 +43,10 @@ export interface ResidualJoin extends Module {
   join(branch: tf.Tensor, residual: tf.Tensor): tf.Tensor
 }
 
-/** `branch + residual · residual_scale · constant` (`residual_scale [dim]` with `scaleResidual`). */
+/** `branch + residual · residual_scale · constant` (`residual_scale [dim]` with `scaleResidual`). *
+ * @example
+ * new Residual(32, true).join(branchOut, x) // [b, n, 32]
+ */
 export class Residual extends Module implements ResidualJoin {
   readonly residualScale: tf.Variable | null
 
@@ -95,7 +102,10 @@ class GRUCell extends Module {
   }
 }
 
-/** GRU-gated residual: `GRUCell(input = branch, hidden = residual)` (`gru.weight_ih`, …). */
+/** GRU-gated residual: `GRUCell(input = branch, hidden = residual)` (`gru.weight_ih`, …). *
+ * @example
+ * new GRUGating(32, false, new SeededRandom(0)).join(branchOut, x) // [b, n, 32]
+ */
 export class GRUGating extends Module implements ResidualJoin {
   readonly gru: GRUCell
   readonly residualScale: tf.Variable | null
@@ -118,6 +128,9 @@ export class GRUGating extends Module implements ResidualJoin {
  * Token shift: the feature axis is cut into `shifts.length` chunks of `⌊dim / shifts.length⌋`
  * features; chunk s moves `shifts[s]` positions along the sequence (positive = later), zeros fill
  * in; features past the chunks are kept. With a mask, padded positions are zeroed first.
+ *
+ * @example
+ * shiftTokens(x, [0, 1], mask) // x [b, n, d]: the second half of the features moves one step later
  */
 export function shiftTokens(x: tf.Tensor, shifts: readonly number[], mask: tf.Tensor | null): tf.Tensor {
   return tf.tidy(() => {

@@ -103,7 +103,10 @@ export class SimpleRMSNorm extends Module implements Norm {
   }
 }
 
-/** Builds the norm of `kind` for `dim` features. */
+/** Builds the norm of `kind` for `dim` features. *
+ * @example
+ * createNorm('rmsnorm', 32, true).apply(x) // [b, n, 32]
+ */
 export function createNorm(kind: NormKind, dim: number, unitOffset: boolean): Norm {
   switch (kind) {
     case 'layernorm':

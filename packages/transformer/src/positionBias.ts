@@ -28,6 +28,10 @@ export interface RelativePositionBiasOptions {
 /**
  * T5 relative position bias: log-spaced distance buckets (`num_buckets`, `max_distance`), one
  * learned value per bucket and head (`relative_attention_bias.weight [numBuckets, heads]`).
+ *
+ * @example
+ * const rel = new RelativePositionBias({ heads: 4, causal: true, scale: 8 ** 0.5, rng: new SeededRandom(0) })
+ * rel.bias(16, 16) // [4, 16, 16]
  */
 export class RelativePositionBias extends Module implements PositionBias {
   readonly table: Embedding
@@ -108,6 +112,10 @@ export interface DynamicPositionBiasOptions {
 /**
  * Dynamic position bias: an MLP (`mlp.0.0`, `mlp.1.0`, …, `mlp.<depth>`) maps each relative
  * distance `query - key` to one bias per head.
+ *
+ * @example
+ * const dyn = new DynamicPositionBias({ dim: 8, heads: 4, rng: new SeededRandom(0) })
+ * dyn.bias(16, 16) // [4, 16, 16]
  */
 export class DynamicPositionBias extends Module implements PositionBias {
   private readonly hidden: Linear[] = []

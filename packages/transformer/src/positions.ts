@@ -40,6 +40,10 @@ export class AbsolutePositionalEmbedding extends Module {
 /**
  * Scaled sinusoidal positions: `[sin(p·f), cos(p·f)] · scale`, with a learned scalar `scale [1]`
  * (initial `dim^-0.5`) and `inv_freq = theta^-(i / (dim/2))` (a non-persistent buffer).
+ *
+ * @example
+ * const pos = new ScaledSinusoidalEmbedding(32)
+ * pos.apply(10) // [10, 32]
  */
 export class ScaledSinusoidalEmbedding extends Module {
   readonly scale: tf.Variable
@@ -97,6 +101,11 @@ export interface RotaryEmbeddingOptions {
 /**
  * Rotary position embedding (GPT-J interleaved pairs). Persistent buffers `inv_freq [dim/2]` and,
  * with xpos, `scale [dim/2]`, as in x-transformers' state dict.
+ *
+ * @example
+ * const rotary = new RotaryEmbedding({ dim: 32 })
+ * const freqs = rotary.apply(16) // { freqs [16, 32], scale: null }
+ * const qRot = applyRotary(q, freqs, false) // q [b, h, n, d≥32]
  */
 export class RotaryEmbedding extends Module {
   readonly dim: number

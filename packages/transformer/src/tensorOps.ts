@@ -48,22 +48,6 @@ export function linearApply(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | n
   })
 }
 
-/** `[b n (h d)]` → `[b h n d]` (head-major feature split, as einops `b n (h d) -> b h n d`). */
-export function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
-  return tf.tidy(() => {
-    const [b, n, f] = x.shape as [number, number, number]
-    return tf.transpose(tf.reshape(x, [b, n, heads, f / heads]), [0, 2, 1, 3]) as tf.Tensor4D
-  })
-}
-
-/** `[b h n d]` → `[b n (h d)]`. */
-export function mergeHeads(x: tf.Tensor): tf.Tensor3D {
-  return tf.tidy(() => {
-    const [b, h, n, d] = x.shape as [number, number, number, number]
-    return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, n, h * d]) as tf.Tensor3D
-  })
-}
-
 /**
  * Mixes the head axis of `x [b h n m]` with `weight [h, h, 1, 1]` (a 1×1 Conv2d over heads:
  * `out[:, o] = Σ_c W[o, c] · x[:, c]`) as one 2-D matMul, which has exact gradients.
@@ -75,11 +59,6 @@ export function mixHeads(x: tf.Tensor, weight: tf.Tensor): tf.Tensor4D {
     const mixed = tf.matMul(tf.reshape(weight, [h, h]), flat)
     return tf.reshape(tf.transpose(tf.reshape(mixed, [h, b, n * m]), [1, 0, 2]), [b, h, n, m]) as tf.Tensor4D
   })
-}
-
-/** Repeats `t [...]` along a new leading batch axis: `[b, ...]` (tile, whose gradient is exact). */
-export function repeatBatch(t: tf.Tensor, b: number): tf.Tensor {
-  return tf.tidy(() => tf.tile(tf.expandDims(t, 0), [b, ...t.shape.map(() => 1)]))
 }
 
 /** Inverted dropout when `training` and `rate > 0`; identity otherwise. */

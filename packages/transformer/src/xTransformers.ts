@@ -464,6 +464,9 @@ function checkBuffers(model: TransformerWrapper, bytes: Uint8Array): void {
 /**
  * The model's state dict under x-transformers' names, encoded as safetensors (what
  * `safetensors.torch.load_file` + `model.load_state_dict` read in Python).
+ *
+ * @example
+ * writeFileSync('model.safetensors', toXTransformersSafetensors(model))
  */
 export function toXTransformersSafetensors(model: TransformerWrapper): Uint8Array {
   return encodeSafetensors(model.stateDict() as Map<string, tf.Tensor>)
