@@ -26,25 +26,113 @@ export function heapBase(): usize {
   return __heap_base
 }
 
-// Cephes-style exp on four lanes: 2^round(x log2 e) times a degree-6 polynomial on the remainder.
-// Inputs below -87.3 (including -Infinity from masked logits) give exactly 0, so masked keys never
-// leak weight into a row; accuracy is about 2 ulp, well inside the stated attention tolerance.
-function vexp(x: v128): v128 {
-  const lo = f32x4.splat(-87.33654)
-  const inRange = f32x4.ge(x, lo)
-  const xc = f32x4.min(f32x4.max(x, lo), f32x4.splat(88.0))
-  const fx = f32x4.nearest(f32x4.mul(xc, f32x4.splat(<f32>Math.LOG2E)))
-  let r = f32x4.sub(xc, f32x4.mul(fx, f32x4.splat(0.693359375)))
-  r = f32x4.add(r, f32x4.mul(fx, f32x4.splat(2.1219444e-4)))
-  let p = f32x4.splat(1.98756915e-4)
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3))
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3))
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2))
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1))
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1))
-  p = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), f32x4.splat(1.0))
-  const pow2 = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(fx), i32x4.splat(127)), 23)
-  return v128.and(f32x4.mul(p, pow2), inRange)
+// Constants of expRow, each splatted to 16 bytes. They are read from memory on purpose: as
+// v128.const immediates V8 rebuilds every one of them on each loop iteration, which made the
+// exponential cost as much as the matrix products around it.
+const EXP_CONSTS: usize = memory.data<f32>(
+  [
+    -87.33654,
+    -87.33654,
+    -87.33654,
+    -87.33654,
+    88.0,
+    88.0,
+    88.0,
+    88.0,
+    12582912.0,
+    12582912.0,
+    12582912.0,
+    12582912.0,
+    <f32>Math.LOG2E,
+    <f32>Math.LOG2E,
+    <f32>Math.LOG2E,
+    <f32>Math.LOG2E,
+    0.693359375,
+    0.693359375,
+    0.693359375,
+    0.693359375,
+    2.1219444e-4,
+    2.1219444e-4,
+    2.1219444e-4,
+    2.1219444e-4,
+    1.98756915e-4,
+    1.98756915e-4,
+    1.98756915e-4,
+    1.98756915e-4,
+    1.3981999507e-3,
+    1.3981999507e-3,
+    1.3981999507e-3,
+    1.3981999507e-3,
+    8.3334519073e-3,
+    8.3334519073e-3,
+    8.3334519073e-3,
+    8.3334519073e-3,
+    4.1665795894e-2,
+    4.1665795894e-2,
+    4.1665795894e-2,
+    4.1665795894e-2,
+    1.6666665459e-1,
+    1.6666665459e-1,
+    1.6666665459e-1,
+    1.6666665459e-1,
+    5.0000001201e-1,
+    5.0000001201e-1,
+    5.0000001201e-1,
+    5.0000001201e-1,
+    1.0,
+    1.0,
+    1.0,
+    1.0,
+  ],
+  16,
+)
+const EXP_BIAS_BITS: usize = memory.data<i32>([127, 127, 127, 127], 16)
+
+// Replaces row[j] by exp(row[j] - shift) for j < colsPad (a multiple of 4) and returns their sum.
+// Cephes-style exp: 2^round(x log2 e) times a degree-6 polynomial on the remainder; rounding adds
+// 1.5·2^23, which leaves round(x log2 e) in the low mantissa bits, where an integer add and shift
+// also turn it into 2^n. Inputs below -87.3 (including -Infinity from masked logits) give exactly 0,
+// so masked keys never leak weight into a row; accuracy is about 2 ulp. The constants are loaded
+// once per row, outside the loop, for the reason given at EXP_CONSTS.
+function expRow(row: usize, colsPad: i32, shift: f32): f32 {
+  const c = EXP_CONSTS
+  const lo = v128.load(c)
+  const hi = v128.load(c, 16)
+  const magic = v128.load(c, 32)
+  const log2e = v128.load(c, 48)
+  const ln2Hi = v128.load(c, 64)
+  const ln2Lo = v128.load(c, 80)
+  const p0 = v128.load(c, 96)
+  const p1 = v128.load(c, 112)
+  const p2 = v128.load(c, 128)
+  const p3 = v128.load(c, 144)
+  const p4 = v128.load(c, 160)
+  const p5 = v128.load(c, 176)
+  const one = v128.load(c, 192)
+  const expBias = v128.load(EXP_BIAS_BITS)
+  const vShift = f32x4.splat(shift)
+  let vSum = f32x4.splat(0)
+  for (let jv = 0; jv < colsPad; jv += 4) {
+    const at = row + ((<usize>jv) << 2)
+    const x = f32x4.sub(v128.load(at), vShift)
+    const inRange = f32x4.ge(x, lo)
+    const xc = f32x4.pmin(f32x4.pmax(x, lo), hi)
+    const t = f32x4.add(f32x4.mul(xc, log2e), magic)
+    const fx = f32x4.sub(t, magic)
+    let r = f32x4.sub(xc, f32x4.mul(fx, ln2Hi))
+    r = f32x4.add(r, f32x4.mul(fx, ln2Lo))
+    let p = f32x4.add(f32x4.mul(p0, r), p1)
+    p = f32x4.add(f32x4.mul(p, r), p2)
+    p = f32x4.add(f32x4.mul(p, r), p3)
+    p = f32x4.add(f32x4.mul(p, r), p4)
+    p = f32x4.add(f32x4.mul(p, r), p5)
+    p = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), one)
+    const pow2 = i32x4.shl(i32x4.add(t, expBias), 23)
+    const y = v128.and(f32x4.mul(p, pow2), inRange)
+    v128.store(at, y)
+    vSum = f32x4.add(vSum, y)
+  }
+  return hsum(vSum)
 }
 
 function hmax(x: v128): f32 {
@@ -362,7 +450,7 @@ function tileAccPtV(
 
 // Turns one row of raw q·k products into scaled, biased, masked logits in place and returns the row
 // maximum. Keys at or past jLimit (tile end, or the bottom-right causal diagonal) and keys whose
-// keyAdd is -Infinity become -Infinity, which vexp maps to exactly 0.
+// keyAdd is -Infinity become -Infinity, which expRow maps to exactly 0.
 function rowLogits(
   s: usize,
   colsPad: i32,
@@ -399,7 +487,7 @@ function rowLogits(
     if (hasMask) x = f32x4.add(x, v128.load(keyAdd + ((<usize>(j0 + jv)) << 2)))
     x = v128.bitselect(x, vNegInf, f32x4.lt(jf, vLimit))
     v128.store(s + jb, x)
-    vMax = f32x4.max(vMax, x)
+    vMax = f32x4.pmax(vMax, x)
     jf = f32x4.add(jf, vFour)
   }
   return hmax(vMax)
@@ -501,15 +589,8 @@ export function forward(
             continue
           }
           const alpha: f32 = mOld === -Infinity ? 0 : Mathf.exp(mOld - mNew)
-          const vM = f32x4.splat(mNew)
-          let vSum = f32x4.splat(0)
-          for (let jv = 0; jv < colsPad; jv += 4) {
-            const pp = sRow + ((<usize>jv) << 2)
-            const pv = vexp(f32x4.sub(v128.load(pp), vM))
-            v128.store(pp, pv)
-            vSum = f32x4.add(vSum, pv)
-          }
-          store<f32>(rowSum + statAt, load<f32>(rowSum + statAt) * alpha + hsum(vSum))
+          const tileSum = expRow(sRow, colsPad, mNew)
+          store<f32>(rowSum + statAt, load<f32>(rowSum + statAt) * alpha + tileSum)
           store<f32>(rowMax + statAt, mNew)
           const oRow = oTile + <usize>t * outRowBytes
           if (alpha !== 1) scaleRow(oRow, dvP, alpha)
@@ -641,13 +722,13 @@ export function backward(
             keyAdd,
             hasMask,
           )
-          const vL = f32x4.splat(load<f32>(lse + ((<usize>(r * n + i)) << 2)))
-          const vD = f32x4.splat(load<f32>(delta + ((<usize>(r * n + i)) << 2)))
-          for (let jv = 0; jv < colsPad; jv += 4) {
-            const jb = (<usize>jv) << 2
-            const p = vexp(f32x4.sub(v128.load(sRow + jb), vL))
-            v128.store(sRow + jb, p)
-            if (!dropping) v128.store(dpRow + jb, f32x4.mul(p, f32x4.sub(v128.load(dpRow + jb), vD)))
+          expRow(sRow, colsPad, load<f32>(lse + ((<usize>(r * n + i)) << 2)))
+          if (!dropping) {
+            const vD = f32x4.splat(load<f32>(delta + ((<usize>(r * n + i)) << 2)))
+            for (let jv = 0; jv < colsPad; jv += 4) {
+              const jb = (<usize>jv) << 2
+              v128.store(dpRow + jb, f32x4.mul(v128.load(sRow + jb), f32x4.sub(v128.load(dpRow + jb), vD)))
+            }
           }
           if (dropping) {
             // dP_ij = z_ij dO_i·v_j with z = keep/(1-rate); dV needs the dropped weights p z.
