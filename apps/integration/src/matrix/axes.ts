@@ -19,8 +19,8 @@ export const AXES = {
   backend: ['cpu', 'wasm'],
   /** Bottom-right causal masking. */
   causal: ['off', 'on'],
-  /** Key-padding mask: none, some keys padded, or one batch row with every key padded. */
-  keyMask: ['none', 'padded', 'fullyPadded'],
+  /** Key-padding mask: none, trailing keys padded, leading keys padded, or a row with every key padded. */
+  keyMask: ['none', 'padded', 'leftPadded', 'fullyPadded'],
   /** Keys/values from a context of another length and width. */
   crossAttention: ['off', 'on'],
   /** Position scheme; only ALiBi (slopes handled by the attention implementations) so far. */
@@ -41,6 +41,7 @@ export const NAMED_TRIPLES: readonly Tuple[] = [
   { heads: 'MQA', numMemKv: '2', attention: 'flash' },
   { heads: 'GQA', numMemKv: '2', kvCache: 'on' },
   { attention: 'flash', kvCache: 'on', positions: 'alibi' },
+  { kvCache: 'on', keyMask: 'leftPadded', causal: 'on' },
 ]
 
 /** The seed of the covering array; changing it reshuffles the rows (and docs/compatibility.md). */

@@ -12,8 +12,11 @@ export const MODEL_AXES = {
   backend: ['cpu', 'wasm'],
   /** Decoder (causal) or Encoder. */
   causal: ['off', 'on'],
-  /** Token padding mask (and the context mask under cross-attention). */
-  keyMask: ['none', 'padded', 'fullyPadded'],
+  /**
+   * Token padding mask (and the context mask under cross-attention): right padding, left
+   * padding (the first positions of a row hidden, as batched prompts are), or a fully padded row.
+   */
+  keyMask: ['none', 'padded', 'leftPadded', 'fullyPadded'],
   crossAttention: ['off', 'on'],
   positions: ['none', 'absolute', 'rotary', 'xpos', 'alibi', 't5', 'dynamic'],
   /** on: l2-normalised q/k with the qk-norm scale; dimScale: plus learned per-feature scales. */
@@ -36,6 +39,7 @@ export const MODEL_NAMED_TRIPLES: readonly Tuple[] = [
   { attention: 'flash', kvCache: 'on', positions: 'alibi' },
   { heads: 'GQA', qkNorm: 'dimScale' },
   { attention: 'flash', keyMask: 'fullyPadded', causal: 'on' },
+  { kvCache: 'on', keyMask: 'leftPadded', causal: 'on' },
 ]
 
 /** An unsupported combination: kept out of the rows and asserted to be rejected. */

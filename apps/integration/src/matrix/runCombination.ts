@@ -82,12 +82,18 @@ function seededNormal(shape: number[], seed: number): tf.Tensor {
   return tf.randomNormal(shape, 0, 1, 'float32', seed)
 }
 
-/** The key mask over `m` keys: padded = last keys of batch row 1 hidden; fullyPadded = all of row 1. */
+/**
+ * The key mask over `m` keys: padded = the last keys of batch row 1 hidden, leftPadded = its first
+ * keys, fullyPadded = all of row 1.
+ */
 function keyMaskOf(kind: Combination['keyMask'], m: number): tf.Tensor | null {
   if (kind === 'none') return null
   const values: boolean[] = []
   for (let b = 0; b < B; b++) {
-    for (let j = 0; j < m; j++) values.push(b === 0 ? j !== 1 : kind === 'padded' ? j < m - 2 : false)
+    for (let j = 0; j < m; j++) {
+      const visible = kind === 'padded' ? j < m - 2 : kind === 'leftPadded' ? j >= 2 : false
+      values.push(b === 0 ? j !== 1 : visible)
+    }
   }
   return tf.tensor2d(values, [B, m], 'bool')
 }

@@ -101,7 +101,10 @@ function maskOf(kind: ModelCombination['keyMask'], m: number): tf.Tensor | null 
   if (kind === 'none') return null
   const values: boolean[] = []
   for (let b = 0; b < B; b++) {
-    for (let j = 0; j < m; j++) values.push(b === 0 ? true : kind === 'padded' ? j < m - 1 : false)
+    for (let j = 0; j < m; j++) {
+      const visible = kind === 'padded' ? j < m - 1 : kind === 'leftPadded' ? j >= 2 : false
+      values.push(b === 0 ? true : visible)
+    }
   }
   return tf.tensor2d(values, [B, m], 'bool')
 }
