@@ -446,7 +446,8 @@ export class AttentionLayers extends Module {
       let attnIndex = 0
       for (const slot of this.slots) {
         const residual = h
-        if (wantIntermediates) hiddens.push(h)
+        // The caller's own x is handed back as a clone, so disposing the results never frees it.
+        if (wantIntermediates) hiddens.push(h === x ? tf.clone(h) : h)
         let branchInput = slot.preNorm === null ? h : slot.preNorm.apply(h)
         let out: tf.Tensor
         if (slot.shifts !== null) {
@@ -481,9 +482,10 @@ export class AttentionLayers extends Module {
         h = slot.residual.join(out, residual)
         if (slot.postMainNorm !== null) h = slot.postMainNorm.apply(h)
       }
-      if (wantIntermediates) hiddens.push(h)
+      if (wantIntermediates) hiddens.push(h === x ? tf.clone(h) : h)
       if (this.softclampOutputValue !== null) h = softclamp(h, this.softclampOutputValue)
-      const final = this.finalNorm === null ? h : this.finalNorm.apply(h)
+      // Post-norm stacks have no final norm: the output must still be a tensor distinct from the hiddens.
+      const final = this.finalNorm !== null ? this.finalNorm.apply(h) : wantIntermediates ? tf.clone(h) : h
       return { out: final, hiddens, maps, caches }
     })
     const cache: AttentionCache[] = []

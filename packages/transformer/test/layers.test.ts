@@ -91,6 +91,33 @@ describe('token shift', () => {
 })
 
 describeEachBackend('stack options', () => {
+  it('forward returns exactly the tensors it reports and leaks nothing else', () => {
+    const stack = new Decoder({
+      dim: 8,
+      depth: 2,
+      heads: 2,
+      attn: { dimHead: 4, numMemKv: 1 },
+      crossAttend: true,
+      residualAttn: true,
+      relPosBias: true,
+      macaron: true,
+      shiftTokens: 1,
+    })
+    const x = randomTensor([1, 4, 8], 1)
+    const context = randomTensor([1, 3, 8], 2)
+    // Every returned tensor is new (none is the caller's x), and nothing else is left behind.
+    const before = tf.memory().numTensors
+    const r = stack.forward(x, { context, returnIntermediates: true })
+    const returned = [r.out, ...r.hiddens, ...r.attention, ...r.cache.flatMap((c) => [c.k, c.v])]
+    expect(tf.memory().numTensors - before).toBe(new Set(returned.map((t) => t.id)).size)
+    expect(r.hiddens.length).toBe(stack.layerTypes.length + 1)
+    expect(r.attention.length).toBe(4)
+    tf.dispose([...new Set(returned)])
+    expect(tf.memory().numTensors).toBe(before)
+    for (const t of [x, context]) t.dispose()
+    stack.dispose()
+  })
+
   it('zeroInitBranchOutput + scaleResidualConstant: every layer multiplies the stream by the constant', () => {
     const stack = new Encoder({
       dim: 8,
