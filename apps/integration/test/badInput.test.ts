@@ -193,6 +193,14 @@ function knownGapRows(): BadInputRow[] {
       'tokens',
       '-1',
     ]),
+    // An empty token sequence is refused only deep inside (kv-heads' contract on the embedded
+    // x [1,0,16]), after the embedding ran, and the error does not name `tokens`.
+    lmGap(
+      'an empty sequence',
+      () => lm.forward(own(tf.zeros([1, 0], 'int32')), { context: ctxOne() }),
+      'ConfigError',
+      ['tokens', '[2,0]'],
+    ),
     // NaN in a float input (here the cross-attention context) propagates silently.
     lmGap(
       'NaN in the context',
