@@ -199,7 +199,7 @@ function knownGapRows(): BadInputRow[] {
       'an empty sequence',
       () => lm.forward(own(tf.zeros([1, 0], 'int32')), { context: ctxOne() }),
       'ConfigError',
-      ['tokens', '[2,0]'],
+      ['tokens', '[1,0]'],
     ),
     // NaN in a float input (here the cross-attention context) propagates silently.
     lmGap(
