@@ -46,7 +46,7 @@ export interface AttentionLayersOptions {
   readonly dynamicPosBiasLogDistance?: boolean
   readonly dynamicPosBiasMlpDepth?: number
   readonly rotaryPosEmb?: boolean
-  /** Rotated features per head; default `max(dimHead / 2, 32)`. */
+  /** Rotated features per head (even, ≤ dimHead); default `max(dimHead / 2, 32)` as x-transformers. */
   readonly rotaryEmbDim?: number
   readonly rotaryXpos?: boolean
   readonly rotaryXposScaleBase?: number
@@ -228,12 +228,17 @@ export class AttentionLayers extends Module {
     this.softclampOutputValue = options.softclampOutput === true ? (options.softclampOutputValue ?? 30) : null
 
     if (rotaryOn) {
-      const rotDim = Math.max(options.rotaryEmbDim ?? Math.floor(dimHead / 2), 32)
-      if (rotDim > dimHead || rotDim % 2 !== 0) {
+      // x-transformers' default: max(dimHead / 2, 32). An explicit rotaryEmbDim is taken as is
+      // (fromXTransformers applies x-transformers' floor of 32 to the Python kwarg itself).
+      const rotDim = options.rotaryEmbDim ?? Math.max(Math.floor(dimHead / 2), 32)
+      if (!(Number.isInteger(rotDim) && rotDim > 0) || rotDim > dimHead || rotDim % 2 !== 0) {
         throw new ConfigError(
           PKG,
           'rotaryEmbDim',
-          `AttentionLayers: rotary dim ${rotDim} must be even and at most dimHead=${dimHead}`,
+          `AttentionLayers: the rotary dimension must be even and at most dimHead=${dimHead}, got ${rotDim}` +
+            (options.rotaryEmbDim === undefined
+              ? ' (the default max(dimHead / 2, 32)); pass rotaryEmbDim'
+              : ''),
         )
       }
       this.rotary = this.addModule(

@@ -355,6 +355,11 @@ export function createFromXTransformers(
     delete crossOptions.flash
     attnOptions.attention = options.attention
   }
+  if (stack.rotaryPosEmb === true || stack.rotaryXpos === true) {
+    // x-transformers: rotary_emb_dim = max(default(rotary_emb_dim, dim_head // 2), 32).
+    const dimHead = (attnOptions.dimHead as number | undefined) ?? 64
+    stack.rotaryEmbDim = Math.max((stack.rotaryEmbDim as number | undefined) ?? Math.floor(dimHead / 2), 32)
+  }
   const stackOptions = {
     ...stack,
     attn: attnOptions as LayerAttentionOptions,

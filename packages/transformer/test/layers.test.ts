@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest'
 import {
   alibiSlopes,
   applyRotary,
+  createFromXTransformers,
   Decoder,
   Encoder,
   FeedForward,
@@ -255,6 +256,39 @@ describeEachBackend('TransformerWrapper', () => {
     expect(tf.memory().numTensors).toBe(before)
     for (const t of [long, floats, x, intMask]) t.dispose()
     model.dispose()
+  })
+})
+
+describe('rotary dimension', () => {
+  it('defaults to max(dimHead / 2, 32); an explicit rotaryEmbDim is taken as is; the import keeps the floor of 32', () => {
+    const wide = new Decoder({ dim: 8, depth: 1, heads: 2, rotaryPosEmb: true, attn: { dimHead: 128 } })
+    expect(wide.stateDict().get('rotary_pos_emb.inv_freq')?.shape).toEqual([32])
+    const small = new Decoder({
+      dim: 8,
+      depth: 1,
+      heads: 2,
+      rotaryPosEmb: true,
+      rotaryEmbDim: 8,
+      attn: { dimHead: 16 },
+    })
+    expect(small.stateDict().get('rotary_pos_emb.inv_freq')?.shape).toEqual([4])
+    expect(
+      () => new Decoder({ dim: 8, depth: 1, heads: 2, rotaryPosEmb: true, attn: { dimHead: 16 } }),
+    ).toThrow(/pass rotaryEmbDim/)
+    const imported = createFromXTransformers({
+      layers: 'Decoder',
+      layers_kwargs: {
+        dim: 8,
+        depth: 1,
+        heads: 2,
+        attn_dim_head: 64,
+        rotary_pos_emb: true,
+        rotary_emb_dim: 16,
+      },
+      wrapper: { num_tokens: 10, max_seq_len: 8 },
+    })
+    expect(imported.stateDict().get('attn_layers.rotary_pos_emb.inv_freq')?.shape).toEqual([16])
+    for (const m of [wide, small, imported]) m.dispose()
   })
 })
 
