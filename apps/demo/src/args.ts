@@ -21,6 +21,7 @@ export interface DemoOptions {
   readonly cache: boolean
   readonly target: number
   readonly checkpoint: string | null
+  readonly resume: boolean
   readonly quiet: boolean
 }
 
@@ -46,6 +47,7 @@ export const DEFAULTS: DemoOptions = {
   cache: true,
   target: 0.95,
   checkpoint: 'checkpoints/latest',
+  resume: false,
   quiet: false,
 }
 
@@ -84,6 +86,8 @@ Evaluation and output
   --checkpoint DIR            where to save (default apps/demo/${DEFAULTS.checkpoint}; relative paths
                               are under apps/demo)
   --no-save                   do not save a checkpoint
+  --resume                    continue training from --checkpoint (model, optimiser and step);
+                              the model flags must match the saved ones
   --quiet                     no progress bar
   --help                      this text
 `
@@ -122,6 +126,7 @@ const SWITCHES: Readonly<Record<string, readonly [keyof DemoOptions, unknown]>> 
   '--no-cache': ['cache', false],
   '--no-save': ['checkpoint', null],
   '--quiet': ['quiet', true],
+  '--resume': ['resume', true],
 }
 
 function convert(flag: string, raw: string, kind: Kind): unknown {
@@ -175,6 +180,8 @@ export function parseArgs(argv: readonly string[]): DemoOptions | 'help' {
     options[spec[0]] = convert(flag, raw, spec[1])
   }
   const parsed = options as unknown as DemoOptions
+  if (parsed.resume && parsed.checkpoint === null)
+    throw new UsageError('--resume needs a checkpoint (not --no-save)')
   if (parsed.heads % parsed.kvHeads !== 0) {
     throw new UsageError(`--kv-heads (${parsed.kvHeads}) must divide --heads (${parsed.heads})`)
   }

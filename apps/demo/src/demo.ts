@@ -1,7 +1,14 @@
 import { isAbsolute, join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import { listAttention, useBackend } from '@xattn/core'
-import { AdamW, saveCheckpoint, train, warmupCosineSchedule } from '@xattn/transformer'
+import {
+  AdamW,
+  loadCheckpoint,
+  readCheckpointConfig,
+  saveCheckpoint,
+  train,
+  warmupCosineSchedule,
+} from '@xattn/transformer'
 import type { DemoOptions } from './args.js'
 import { buildModel, describeModel, modelConfig } from './model.js'
 import { type DemoIo, ProgressBar } from './progress.js'
@@ -92,7 +99,25 @@ export async function runDemo(options: DemoOptions, io: DemoIo, appDir: string):
   const config = modelConfig(options, attention)
   const { net, ar } = buildModel(config)
   const optimizer = new AdamW(net, { lr: options.lr, weightDecay: 0.01 })
+  const checkpoint =
+    options.checkpoint === null
+      ? null
+      : isAbsolute(options.checkpoint)
+        ? options.checkpoint
+        : join(appDir, options.checkpoint)
   try {
+    if (options.resume && checkpoint !== null) {
+      const saved = (await readCheckpointConfig(checkpoint)).config as { model?: unknown } | null
+      const { attention: _savedAttention, ...savedModel } = (saved?.model ?? {}) as Record<string, unknown>
+      const { attention: _attention, ...wanted } = config as unknown as Record<string, unknown>
+      if (JSON.stringify(savedModel) !== JSON.stringify(wanted)) {
+        throw new Error(
+          `--resume: the model flags differ from the checkpoint's (${JSON.stringify(savedModel)}); pass the same --dim/--depth/--heads/--kv-heads/--dim-head/--mem-kv/--digits/--seed`,
+        )
+      }
+      await loadCheckpoint(checkpoint, { model: net, optimizer })
+      io.out(`resumed from ${checkpoint} at step ${optimizer.stepCount}`)
+    }
     io.out(
       `task: ${options.task} ${options.digits} digits (sequences of ${sequenceLength(options.digits)} tokens), backend ${backend.name}${backend.simd === true ? ' (SIMD)' : ''}`,
     )
@@ -200,9 +225,7 @@ export async function runDemo(options: DemoOptions, io: DemoIo, appDir: string):
       }
     }
 
-    let checkpoint: string | null = null
-    if (options.checkpoint !== null) {
-      checkpoint = isAbsolute(options.checkpoint) ? options.checkpoint : join(appDir, options.checkpoint)
+    if (checkpoint !== null) {
       await saveCheckpoint(checkpoint, { model: net, optimizer, config: { demo: options, model: config } })
       io.out(`checkpoint: ${checkpoint} (model.safetensors, optimizer.safetensors, config.json)`)
     }

@@ -62,6 +62,7 @@ describe('demo arguments', () => {
       [['--quiet=yes'], /--quiet takes no value/],
       [['--heads', '4', '--kv-heads', '3'], /--kv-heads \(3\) must divide --heads \(4\)/],
       [['--dim-head', '16'], /--dim-head must be even and ≥ 32 with rotary/],
+      [['--no-save', '--resume'], /--resume needs a checkpoint/],
     ]
     for (const [argv, message] of bad) {
       expect(() => parseArgs(argv), argv.join(' ')).toThrow(UsageError)

@@ -78,6 +78,19 @@ it('a tiny run trains, evaluates with the cache, samples and saves a checkpoint 
     const config = JSON.parse(readFileSync(join(dir, 'ckpt', 'config.json'), 'utf8'))
     expect(config.step).toBe(3)
     expect(config.config.model.kvHeads).toBe(1)
+
+    // Resuming continues at the saved step; different model flags are refused by name.
+    const resumed = await runDemo(
+      { ...options, steps: 5, resume: true, quiet: true, samples: 0 },
+      { out: (line) => lines.push(line), progress: { isTTY: false, write: () => true } },
+      dir,
+    )
+    expect(resumed.steps).toBe(5)
+    expect(lines.join('\n')).toContain('at step 3')
+    expect(tf.memory().numTensors).toBe(before)
+    await expect(
+      runDemo({ ...options, dim: 48, resume: true }, { out: () => {}, progress: { write: () => true } }, dir),
+    ).rejects.toThrow(/--resume: the model flags differ/)
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
