@@ -6,7 +6,7 @@ import { type GpuFlashSpec, f32Literal as lit } from './webgpuSpec.js'
  * (query, key) pair with its bias and ALiBi terms, and the counter-based dropout mask of the wasm
  * and webgpu kernels (lowbias32 on (seed, batch, head, query, key)).
  */
-function commonGlsl(spec: GpuFlashSpec, withGrad: boolean): string {
+function commonGlsl(spec: GpuFlashSpec, withGrad: boolean, withLogits = true): string {
   const { b, h, kvh, n, m, d, dv, groups } = spec
   const slopes = spec.slopes
   return `
@@ -22,7 +22,9 @@ const int FA_OFF = ${m - n};
 const float FA_SCALE = ${lit(spec.scale)};
 ${slopes === null ? '' : `const float FA_SLOPES[${h}] = float[${h}](${slopes.map(lit).join(', ')});`}
 
-bool fa_visible(int bi, int i, int j) {
+${
+  withLogits
+    ? `bool fa_visible(int bi, int i, int j) {
   ${spec.causal ? 'if (j > i + FA_OFF) { return false; }' : ''}
   ${spec.hasMask ? 'if (getKeyMask(bi, j) < 0.5) { return false; }' : ''}
   return true;
@@ -39,6 +41,9 @@ float fa_logit(int bi, int head, int i, int j) {
   return s;
 }
 
+`
+    : ''
+}
 uint fa_mix32(uint x0) {
   uint x = x0;
   x = x ^ (x >> 16u);
@@ -69,12 +74,6 @@ float fa_dp(int bi, int head, int i, int j) {
   for (int c = 0; c < FA_DV; c++) { s += getDO(bi, head, i, c) * getV(bi, g, j, c); }
   return s;
 }
-
-// dS = P ∘ (z·dP − delta), recomputed from the saved row log-sum-exp.
-float fa_ds(int bi, int head, int i, int j) {
-  float p = exp(fa_logit(bi, head, i, j) - getLse(bi, head, i));
-  return p * (fa_keep(bi, head, i, j) * fa_dp(bi, head, i, j) - getDelta(bi, head, i));
-}
 `
     : ''
 }
@@ -85,69 +84,138 @@ function optionalNames(spec: GpuFlashSpec): string[] {
   return [...(spec.hasMask ? ['KeyMask'] : []), ...(spec.hasBias ? ['Bias'] : [])]
 }
 
+type UniformSpec = NonNullable<GPGPUProgram['customUniforms']>
+
 class FlashGlProgram implements GPGPUProgram {
   readonly variableNames: string[]
   readonly outputShape: number[]
   readonly userCode: string
-  constructor(variableNames: string[], outputShape: number[], userCode: string) {
+  readonly customUniforms?: UniformSpec
+  constructor(variableNames: string[], outputShape: number[], userCode: string, uniforms?: UniformSpec) {
     this.variableNames = variableNames
     this.outputShape = outputShape
     this.userCode = userCode
+    if (uniforms !== undefined) this.customUniforms = uniforms
   }
 }
 
-// A fragment shader computes one output element, so there is no shared memory to tile through:
-// each pass streams the keys of its row with the running max/sum where it needs them, and the
-// score matrix is never stored.
+/**
+ * Keys per block. A fragment shader computes one output element and has no shared memory, so the
+ * kernel tiles on the host instead: per block of keys, one pass writes the block's logits
+ * `[b h n BK]` (O(n) memory, never the n × m matrix) and later passes fold it into running
+ * statistics and accumulators, each reading the logits instead of recomputing q·k per element.
+ */
+export const WEBGL_KEY_BLOCK = 128
 
-/** Row log-sum-exp `[b h n]` by online softmax; +Infinity for a row with no visible key. */
-export function flashLseProgram(spec: GpuFlashSpec): GPGPUProgram {
+// The block's first key and width arrive as uniforms, so one compiled shader serves every block.
+const BLOCK_UNIFORMS: UniformSpec = [
+  { name: 'faJ0', type: 'int' },
+  { name: 'faCols', type: 'int' },
+]
+
+const NEG_INF = 'uintBitsToFloat(0xff800000u)'
+const POS_INF = 'uintBitsToFloat(0x7f800000u)'
+
+/** The block's logits `[b h n cols]`; −Infinity where the key is not visible. */
+export function flashScoresProgram(spec: GpuFlashSpec, cols: number): GPGPUProgram {
   return new FlashGlProgram(
     ['Q', 'K', ...optionalNames(spec)],
-    [spec.b, spec.h, spec.n],
+    [spec.b, spec.h, spec.n, cols],
     `${commonGlsl(spec, false)}
 void main() {
-  ivec3 rc = getOutputCoords();
-  int bi = rc.x; int head = rc.y; int i = rc.z;
-  float mx = ${lit(-3.4028234663852886e38)};
-  float l = 0.0;
-  for (int j = 0; j < FA_M; j++) {
-    if (!fa_visible(bi, i, j)) { continue; }
-    float s = fa_logit(bi, head, i, j);
-    float mNew = max(mx, s);
-    l = l * exp(mx - mNew) + exp(s - mNew);
-    mx = mNew;
-  }
-  setOutput(l > 0.0 ? mx + log(l) : uintBitsToFloat(0x7f800000u));
+  ivec4 rc = getOutputCoords();
+  int j = faJ0 + rc.w;
+  setOutput(fa_visible(rc.x, rc.z, j) ? fa_logit(rc.x, rc.y, rc.z, j) : ${NEG_INF});
 }
 `,
+    BLOCK_UNIFORMS,
   )
 }
 
-/** `out [b h n dv]`: one element per fragment, weights `exp(logit − lse)` (dropped where masked). */
-export function flashOutProgram(spec: GpuFlashSpec): GPGPUProgram {
+/**
+ * Running softmax statistics `[b h n 2]` (max, sum) after folding in a block of logits; the
+ * first block starts from (−Infinity, 0).
+ */
+export function flashStatsProgram(spec: GpuFlashSpec, first: boolean): GPGPUProgram {
   return new FlashGlProgram(
-    ['Q', 'K', 'V', 'Lse', ...optionalNames(spec)],
+    first ? ['S'] : ['S', 'Stats'],
+    [spec.b, spec.h, spec.n, 2],
+    `
+void main() {
+  ivec4 rc = getOutputCoords();
+  float mOld = ${first ? NEG_INF : 'getStats(rc.x, rc.y, rc.z, 0)'};
+  float lOld = ${first ? '0.0' : 'getStats(rc.x, rc.y, rc.z, 1)'};
+  float mNew = mOld;
+  for (int k = 0; k < faCols; k++) { mNew = max(mNew, getS(rc.x, rc.y, rc.z, k)); }
+  if (rc.w == 0) { setOutput(mNew); return; }
+  // A row with nothing visible so far keeps sum 0 (and −Infinity − −Infinity is never formed).
+  if (mNew == ${NEG_INF}) { setOutput(0.0); return; }
+  float l = lOld * exp(mOld - mNew);
+  for (int k = 0; k < faCols; k++) { l += exp(getS(rc.x, rc.y, rc.z, k) - mNew); }
+  setOutput(l);
+}
+`,
+    BLOCK_UNIFORMS,
+  )
+}
+
+/** The unnormalised output `[b h n dv]` after a block: rescaled old value + Σ exp(s − max)·z·v. */
+export function flashAccProgram(spec: GpuFlashSpec, first: boolean): GPGPUProgram {
+  return new FlashGlProgram(
+    first ? ['S', 'V', 'StatsNew'] : ['S', 'V', 'StatsNew', 'StatsOld', 'Acc'],
     [spec.b, spec.h, spec.n, spec.dv],
-    `${commonGlsl(spec, false)}
+    `${commonGlsl(spec, false, false)}
 void main() {
   ivec4 rc = getOutputCoords();
   int bi = rc.x; int head = rc.y; int i = rc.z; int c = rc.w;
   int g = head - (head / FA_KVH) * FA_KVH;
-  float lse = getLse(bi, head, i);
-  float acc = 0.0;
-  for (int j = 0; j < FA_M; j++) {
-    if (!fa_visible(bi, i, j)) { continue; }
-    float p = exp(fa_logit(bi, head, i, j) - lse) * fa_keep(bi, head, i, j);
-    acc += p * getV(bi, g, j, c);
+  float mNew = getStatsNew(bi, head, i, 0);
+  if (mNew == ${NEG_INF}) { setOutput(0.0); return; }
+  float acc = ${first ? '0.0' : 'getAcc(bi, head, i, c) * exp(getStatsOld(bi, head, i, 0) - mNew)'};
+  for (int k = 0; k < faCols; k++) {
+    float s = getS(bi, head, i, k);
+    if (s == ${NEG_INF}) { continue; }
+    int j = faJ0 + k;
+    acc += exp(s - mNew) * fa_keep(bi, head, i, j) * getV(bi, g, j, c);
   }
   setOutput(acc);
+}
+`,
+    BLOCK_UNIFORMS,
+  )
+}
+
+/** `out = acc / sum` (0 for a row with no visible key). */
+export function flashNormalizeProgram(spec: GpuFlashSpec): GPGPUProgram {
+  return new FlashGlProgram(
+    ['Acc', 'Stats'],
+    [spec.b, spec.h, spec.n, spec.dv],
+    `
+void main() {
+  ivec4 rc = getOutputCoords();
+  float l = getStats(rc.x, rc.y, rc.z, 1);
+  setOutput(l > 0.0 ? getAcc(rc.x, rc.y, rc.z, rc.w) / l : 0.0);
 }
 `,
   )
 }
 
-/** `delta [b h n] = rowsum(dOut · out)`. */
+/** Row log-sum-exp `[b h n]`: max + log(sum); +Infinity for a row with no visible key. */
+export function flashLseProgram(spec: GpuFlashSpec): GPGPUProgram {
+  return new FlashGlProgram(
+    ['Stats'],
+    [spec.b, spec.h, spec.n],
+    `
+void main() {
+  ivec3 rc = getOutputCoords();
+  float l = getStats(rc.x, rc.y, rc.z, 1);
+  setOutput(l > 0.0 ? getStats(rc.x, rc.y, rc.z, 0) + log(l) : ${POS_INF});
+}
+`,
+  )
+}
+
+/** `delta [b h n] = rowsum(dOut · out)`, the softmax-Jacobian correction of the backward pass. */
 export function flashDeltaProgram(spec: GpuFlashSpec): GPGPUProgram {
   return new FlashGlProgram(
     ['DO', 'O'],
@@ -163,94 +231,98 @@ void main() {
   )
 }
 
-const GRAD_INPUTS = ['Q', 'K', 'V', 'DO', 'Lse', 'Delta']
-
-/** `dq [b h n d] = scale · Σ_j dS_ij k_j`. */
-export function flashDqProgram(spec: GpuFlashSpec): GPGPUProgram {
+/**
+ * Per key block `[b h n 2·cols]`: columns `k < cols` hold `dS = P ∘ (z·dP − delta)`, columns
+ * `cols + k` hold the dropped weights `z·P`, with P recomputed from the saved log-sum-exp.
+ */
+export function flashDsProgram(spec: GpuFlashSpec, cols: number): GPGPUProgram {
   return new FlashGlProgram(
-    [...GRAD_INPUTS, ...optionalNames(spec)],
+    ['Q', 'K', 'V', 'DO', 'Lse', 'Delta', ...optionalNames(spec)],
+    [spec.b, spec.h, spec.n, 2 * cols],
+    `${commonGlsl(spec, true)}
+void main() {
+  ivec4 rc = getOutputCoords();
+  int bi = rc.x; int head = rc.y; int i = rc.z;
+  bool weights = rc.w >= faCols;
+  int j = faJ0 + (weights ? rc.w - faCols : rc.w);
+  if (!fa_visible(bi, i, j)) { setOutput(0.0); return; }
+  float p = exp(fa_logit(bi, head, i, j) - getLse(bi, head, i));
+  float z = fa_keep(bi, head, i, j);
+  setOutput(weights ? p * z : p * (z * fa_dp(bi, head, i, j) - getDelta(bi, head, i)));
+}
+`,
+    BLOCK_UNIFORMS,
+  )
+}
+
+/** `dq [b h n d]` after a block: old + scale · Σ_k dS_k k_k. */
+export function flashDqProgram(spec: GpuFlashSpec, first: boolean): GPGPUProgram {
+  return new FlashGlProgram(
+    first ? ['DS', 'K'] : ['DS', 'K', 'Dq'],
     [spec.b, spec.h, spec.n, spec.d],
-    `${commonGlsl(spec, true)}
+    `
 void main() {
   ivec4 rc = getOutputCoords();
-  int bi = rc.x; int head = rc.y; int i = rc.z; int c = rc.w;
-  int g = head - (head / FA_KVH) * FA_KVH;
+  int g = rc.y - (rc.y / ${spec.kvh}) * ${spec.kvh};
   float acc = 0.0;
-  for (int j = 0; j < FA_M; j++) {
-    if (!fa_visible(bi, i, j)) { continue; }
-    acc += fa_ds(bi, head, i, j) * getK(bi, g, j, c);
-  }
-  setOutput(acc * FA_SCALE);
+  for (int k = 0; k < faCols; k++) { acc += getDS(rc.x, rc.y, rc.z, k) * getK(rc.x, g, faJ0 + k, rc.w); }
+  setOutput(${first ? '' : 'getDq(rc.x, rc.y, rc.z, rc.w) + '}acc * ${lit(spec.scale)});
 }
 `,
+    BLOCK_UNIFORMS,
   )
 }
 
-/** `dk [b kvh m d] = scale · Σ dS_ij q_i` over the query heads sharing the KV head. */
-export function flashDkProgram(spec: GpuFlashSpec): GPGPUProgram {
+/**
+ * dk (`source` = Q, `offset` 0: scale · Σ dS q) or dv (`source` = DO, `offset` = cols: Σ z·P dOut)
+ * for the block's keys, summed over the query heads sharing the KV head; keys outside the block
+ * keep their previous value (0 before the first block).
+ */
+export function flashDkvProgram(spec: GpuFlashSpec, which: 'dk' | 'dv', first: boolean): GPGPUProgram {
+  const width = which === 'dk' ? spec.d : spec.dv
+  const source = which === 'dk' ? 'getQ' : 'getDO'
+  const factor = which === 'dk' ? ` * ${lit(spec.scale)}` : ''
+  const offset = which === 'dk' ? '0' : 'faCols'
   return new FlashGlProgram(
-    [...GRAD_INPUTS, ...optionalNames(spec)],
-    [spec.b, spec.kvh, spec.m, spec.d],
-    `${commonGlsl(spec, true)}
-void main() {
-  ivec4 rc = getOutputCoords();
-  int bi = rc.x; int g = rc.y; int j = rc.z; int c = rc.w;
-  float acc = 0.0;
-  for (int r = 0; r < FA_G; r++) {
-    int head = g + r * FA_KVH;
-    for (int i = ${spec.causal ? 'max(0, j - FA_OFF)' : '0'}; i < FA_N; i++) {
-      if (!fa_visible(bi, i, j)) { continue; }
-      acc += fa_ds(bi, head, i, j) * getQ(bi, head, i, c);
-    }
-  }
-  setOutput(acc * FA_SCALE);
-}
-`,
-  )
-}
-
-/** `dv [b kvh m dv] = Σ z·P_ij dOut_i` over the query heads sharing the KV head. */
-export function flashDvProgram(spec: GpuFlashSpec): GPGPUProgram {
-  return new FlashGlProgram(
-    [...GRAD_INPUTS, ...optionalNames(spec)],
-    [spec.b, spec.kvh, spec.m, spec.dv],
-    `${commonGlsl(spec, true)}
+    first ? ['DS', which === 'dk' ? 'Q' : 'DO'] : ['DS', which === 'dk' ? 'Q' : 'DO', 'Old'],
+    [spec.b, spec.kvh, spec.m, width],
+    `
 void main() {
   ivec4 rc = getOutputCoords();
   int bi = rc.x; int g = rc.y; int j = rc.z; int c = rc.w;
+  int k = j - faJ0;
+  if (k < 0 || k >= faCols) { setOutput(${first ? '0.0' : 'getOld(bi, g, j, c)'}); return; }
   float acc = 0.0;
-  for (int r = 0; r < FA_G; r++) {
-    int head = g + r * FA_KVH;
-    for (int i = ${spec.causal ? 'max(0, j - FA_OFF)' : '0'}; i < FA_N; i++) {
-      if (!fa_visible(bi, i, j)) { continue; }
-      float p = exp(fa_logit(bi, head, i, j) - getLse(bi, head, i)) * fa_keep(bi, head, i, j);
-      acc += p * getDO(bi, head, i, c);
-    }
+  for (int r = 0; r < ${spec.groups}; r++) {
+    int head = g + r * ${spec.kvh};
+    for (int i = 0; i < ${spec.n}; i++) { acc += getDS(bi, head, i, ${offset} + k) * ${source}(bi, head, i, c); }
   }
-  setOutput(acc);
+  setOutput(acc${factor});
 }
 `,
+    BLOCK_UNIFORMS,
   )
 }
 
-/** dBias in the bias's own shape: dS summed over the batches and heads it broadcasts across. */
-export function flashDBiasProgram(spec: GpuFlashSpec): GPGPUProgram {
+/** dBias in the bias's own shape for the block's keys: dS summed over broadcast batches and heads. */
+export function flashDBiasProgram(spec: GpuFlashSpec, first: boolean): GPGPUProgram {
   return new FlashGlProgram(
-    [...GRAD_INPUTS, ...optionalNames(spec)],
+    first ? ['DS'] : ['DS', 'Old'],
     [spec.biasB, spec.biasH, spec.n, spec.m],
-    `${commonGlsl(spec, true)}
+    `
 void main() {
   ivec4 rc = getOutputCoords();
-  int i = rc.z; int j = rc.w;
+  int k = rc.w - faJ0;
+  if (k < 0 || k >= faCols) { setOutput(${first ? '0.0' : 'getOld(rc.x, rc.y, rc.z, rc.w)'}); return; }
   float acc = 0.0;
-  for (int bi = ${spec.biasB > 1 ? 'rc.x' : '0'}; bi < ${spec.biasB > 1 ? 'rc.x + 1' : 'FA_B'}; bi++) {
-    if (!fa_visible(bi, i, j)) { continue; }
-    for (int head = ${spec.biasH > 1 ? 'rc.y' : '0'}; head < ${spec.biasH > 1 ? 'rc.y + 1' : 'FA_H'}; head++) {
-      acc += fa_ds(bi, head, i, j);
+  for (int bi = ${spec.biasB > 1 ? 'rc.x' : '0'}; bi < ${spec.biasB > 1 ? 'rc.x + 1' : String(spec.b)}; bi++) {
+    for (int head = ${spec.biasH > 1 ? 'rc.y' : '0'}; head < ${spec.biasH > 1 ? 'rc.y + 1' : String(spec.h)}; head++) {
+      acc += getDS(bi, head, rc.z, k);
     }
   }
   setOutput(acc);
 }
 `,
+    BLOCK_UNIFORMS,
   )
 }

@@ -2,7 +2,7 @@ import { getKernel } from '@tensorflow/tfjs-core'
 import { describe, expect, it } from 'vitest'
 import { FlashAttention, FlashAttentionGrad } from './kernelNames.js'
 import './webgl.js'
-import { flashDkProgram, flashLseProgram } from './webglPrograms.js'
+import { flashDkvProgram, flashScoresProgram } from './webglPrograms.js'
 import './webgpu.js'
 import { FlashDqProgram, FlashForwardProgram } from './webgpuPrograms.js'
 import { f32Literal, type GpuFlashSpec, gpuFlashSpec } from './webgpuSpec.js'
@@ -88,7 +88,7 @@ describe('gpuFlashSpec', () => {
     expect(other.getUserCode()).not.toContain('if (j > i + FA_OFF)')
     // Gradient programs stay within WebGPU's 8 storage buffers per stage (7 inputs + result).
     expect(new FlashDqProgram({ ...spec, hasBias: true }).variableNames.length).toBeLessThanOrEqual(7)
-    expect(flashLseProgram(spec).userCode).toContain('getKeyMask(bi, j) < 0.5')
-    expect(flashDkProgram(spec).outputShape).toEqual([1, 2, 9, 8])
+    expect(flashScoresProgram(spec, 9).userCode).toContain('getKeyMask(bi, j) < 0.5')
+    expect(flashDkvProgram(spec, 'dk', true).outputShape).toEqual([1, 2, 9, 8])
   })
 })
