@@ -125,8 +125,9 @@ export async function runDemo(options: DemoOptions, io: DemoIo, appDir: string):
     const trainData = new TaskData(options.task, options.digits, options.seed * 3 + 1)
     const probeData = new TaskData(options.task, options.digits, options.seed * 3 + 2)
     const probe = batchTensors(probeData, 128)
-    const bar = new ProgressBar(io.progress, options.steps, !options.quiet)
-    let probeAccuracy = 0
+    const startStep = optimizer.stepCount
+    const bar = new ProgressBar(io.progress, options.steps, !options.quiet, startStep)
+    let probeAccuracy: number | null = null
     let lastLoss = Number.NaN
     let tokensSeen = 0
     const started = performance.now()
@@ -160,9 +161,11 @@ export async function runDemo(options: DemoOptions, io: DemoIo, appDir: string):
           loss: info.loss,
           tokensPerSecond: tokensSeen / (info.elapsedMs / 1000),
           elapsedMs: info.elapsedMs,
-          extra: `probe acc ${(probeAccuracy * 100).toFixed(0)}%`,
+          extra: `probe acc ${probeAccuracy === null ? '–' : `${(probeAccuracy * 100).toFixed(0)}%`}`,
         })
-        return check && probeAccuracy >= Math.min(1, options.target + 0.02) ? false : undefined
+        return check && probeAccuracy !== null && probeAccuracy >= Math.min(1, options.target + 0.02)
+          ? false
+          : undefined
       },
     })
     bar.finish()
@@ -170,7 +173,7 @@ export async function runDemo(options: DemoOptions, io: DemoIo, appDir: string):
     probe.lossMask.dispose()
     const trainSeconds = (performance.now() - started) / 1000
     io.out(
-      `trained ${result.steps} steps in ${trainSeconds.toFixed(1)}s (${Math.round(tokensSeen / trainSeconds)} tokens/s), final loss ${lastLoss.toFixed(4)}${result.stoppedEarly ? ' — stopped early: probe accuracy reached the target' : ''}`,
+      `trained ${startStep > 0 ? `to step ${result.steps} (${result.steps - startStep} steps this run)` : `${result.steps} steps`} in ${trainSeconds.toFixed(1)}s (${Math.round(tokensSeen / trainSeconds)} tokens/s), final loss ${lastLoss.toFixed(4)}${result.stoppedEarly ? ' — stopped early: probe accuracy reached the target' : ''}`,
     )
 
     // Held-out evaluation: greedy decoding with the KV cache, one new token per step.

@@ -22,6 +22,8 @@ export class ProgressBar {
     private readonly stream: DemoIo['progress'],
     private readonly total: number,
     private readonly enabled = true,
+    /** Step the run started from (a resumed run), for the ETA. */
+    private readonly start = 0,
   ) {}
 
   update(
@@ -31,7 +33,7 @@ export class ProgressBar {
     if (!this.enabled) return
     const done = Math.min(step, this.total)
     const fraction = this.total === 0 ? 1 : done / this.total
-    const eta = done === 0 ? 0 : (info.elapsedMs / done) * (this.total - done)
+    const eta = done <= this.start ? 0 : (info.elapsedMs / (done - this.start)) * (this.total - done)
     const text = `step ${String(done).padStart(String(this.total).length)}/${this.total}  loss ${info.loss.toFixed(4)}  ${Math.round(info.tokensPerSecond)} tok/s  ${formatDuration(info.elapsedMs)} (eta ${formatDuration(eta)})${info.extra === undefined ? '' : `  ${info.extra}`}`
     if (this.stream.isTTY === true) {
       const width = 24
