@@ -67,6 +67,9 @@ function softmax(row: ArrayLike<number>): Float64Array {
  * - topP (nucleus): keeps the smallest prefix of the descending order whose probability mass
  *   reaches p (the most likely token is always kept).
  * - minP: keeps tokens whose probability is at least `minP · max probability`.
+ *
+ * @example
+ * filterLogits([2, 1, 0, -1], { topK: 2 }) // [2, 1, -Infinity, -Infinity]
  */
 export function filterLogits(row: ArrayLike<number>, filter: LogitFilter): Float64Array {
   const out = Float64Array.from(row as ArrayLike<number>)
@@ -98,6 +101,10 @@ export function filterLogits(row: ArrayLike<number>, filter: LogitFilter): Float
 /**
  * Picks the next token from one row of logits: greedy (argmax) at temperature 0, else a draw from
  * `softmax(filter(logits) / temperature)` using `rng`.
+ *
+ * @example
+ * const rng = new SeededRandom(0)
+ * sampleToken(logitsRow, { temperature: 0.8, filter: { topP: 0.9 }, rng }) // a token id
  */
 export function sampleToken(
   row: ArrayLike<number>,

@@ -29,12 +29,21 @@ export interface SaveCheckpointOptions {
 /**
  * Encodes a model's state dict as safetensors bytes (names as in `model.stateDict()`, the same
  * names x-transformers uses), so that the file loads with `safetensors.torch.load_file`.
+ *
+ * @example
+ * const bytes = encodeModel(model) // e.g. to download in a browser
+ * decodeModelInto(freshModel, bytes)
  */
 export function encodeModel(model: Module, metadata: Readonly<Record<string, string>> = {}): Uint8Array {
   return encodeSafetensors(model.stateDict(), metadata)
 }
 
-/** Encodes an optimiser's state (`exp_avg.*`, `exp_avg_sq.*`; step and hyperparameters as metadata). */
+/**
+ * Encodes an optimiser's state (`exp_avg.*`, `exp_avg_sq.*`; step and hyperparameters as metadata).
+ *
+ * @example
+ * decodeOptimizerInto(new AdamW(model), encodeOptimizer(optimizer)) // same moments and step
+ */
 export function encodeOptimizer(optimizer: AdamW): Uint8Array {
   const { tensors, metadata } = optimizer.stateDict()
   return encodeSafetensors(tensors, metadata)
