@@ -159,7 +159,17 @@ export class RotaryEmbedding extends Module {
 /** `[m, k]` → `[m, 2k]` with each column repeated twice in place (`(d r)` with r = 2). */
 function interleave(x: tf.Tensor): tf.Tensor2D {
   const [m, k] = x.shape as [number, number]
-  return tf.reshape(tf.stack([x, x], -1), [m, 2 * k]) as tf.Tensor2D
+  return tf.reshape(tf.tile(tf.reshape(x, [m, k, 1]), [1, 1, 2]), [m, 2 * k]) as tf.Tensor2D
+}
+
+/** `R [d, d]` with `(x · R)[2i] = -x[2i+1]`, `(x · R)[2i+1] = x[2i]`. */
+function rotateHalfMatrix(d: number): tf.Tensor2D {
+  const values = new Float32Array(d * d)
+  for (let i = 0; i < d; i += 2) {
+    values[(i + 1) * d + i] = -1
+    values[i * d + i + 1] = 1
+  }
+  return tf.tensor2d(values, [d, d])
 }
 
 /**
@@ -180,10 +190,14 @@ export function applyRotary(t: tf.Tensor4D, rotary: RotaryFreqs, inverseScale: b
       sin = tf.mul(sin, scale)
     }
     const rot = rotDim === d ? t : tf.slice(t, [0, 0, 0, 0], [b, h, n, rotDim])
-    // rotate_half on interleaved pairs: (x1, x2) → (-x2, x1).
-    const pairs = tf.reshape(rot, [b, h, n, rotDim / 2, 2])
-    const [x1, x2] = tf.unstack(pairs, -1) as [tf.Tensor, tf.Tensor]
-    const rotated = tf.reshape(tf.stack([tf.neg(x2), x1], -1), [b, h, n, rotDim])
+    // rotate_half on interleaved pairs, (x1, x2) → (-x2, x1), as one plain 2-D matMul with a signed
+    // permutation: tf.unstack/stack over the last axis are ~100× slower on the wasm backend.
+    const rotated = tf.reshape(tf.matMul(tf.reshape(rot, [b * h * n, rotDim]), rotateHalfMatrix(rotDim)), [
+      b,
+      h,
+      n,
+      rotDim,
+    ])
     const out = tf.add(tf.mul(rot, cos), tf.mul(rotated, sin))
     if (rotDim === d) return out as tf.Tensor4D
     return tf.concat([out, tf.slice(t, [0, 0, 0, rotDim], [b, h, n, d - rotDim])], -1) as tf.Tensor4D
