@@ -231,4 +231,38 @@ describe('bundling a selective install (esbuild, sideEffects honoured)', () => {
       expect(output).toEqual({ attention: expected, cpuKernel: true })
     })
   }
+
+  it("@xattn/core's gradient registrations survive bundling (tf.grad of attention works)", async () => {
+    const { dir } = runScenario(scenarios.coreOnly)
+    const entry = join(dir, 'bundle-grad-entry.mjs')
+    writeFileSync(
+      entry,
+      [
+        "import * as tf from '@tensorflow/tfjs-core'",
+        "import '@tensorflow/tfjs-backend-cpu'",
+        "import { attendReference } from '@xattn/core'",
+        'const q = tf.ones([1, 2, 3, 4])',
+        'const g = tf.grad((x) => tf.sum(tf.square(attendReference({ q: x, k: x, v: x }))))(q)',
+        'console.log(JSON.stringify({ shape: g.shape, finite: g.dataSync().every(Number.isFinite) }))',
+        '',
+      ].join('\n'),
+    )
+    const outfile = join(dir, 'bundle-grad-out.mjs')
+    await build({
+      entryPoints: [entry],
+      outfile,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      absWorkingDir: dir,
+      external: ['@tensorflow/*'],
+      logLevel: 'silent',
+    })
+    const run = spawnSync(process.execPath, [outfile], { cwd: dir, encoding: 'utf8' })
+    expect(run.status, run.stderr).toBe(0)
+    expect(JSON.parse(run.stdout.trim().split('\n').at(-1) ?? 'null')).toEqual({
+      shape: [1, 2, 3, 4],
+      finite: true,
+    })
+  })
 })
