@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core'
 import { Module, type SeededRandom } from '@xattn/core'
 import { ModuleList } from './containers.js'
-import { Embedding, embeddingLookup } from './embedding.js'
+import { Embedding } from './embedding.js'
 import { Linear } from './linear.js'
 import { silu } from './tensorOps.js'
 
@@ -142,14 +142,25 @@ export class DynamicPositionBias extends Module implements PositionBias {
       let pos: tf.Tensor = tf.reshape(tf.range(-j + 1, j, 1, 'float32'), [2 * j - 1, 1])
       if (this.logDistance) pos = tf.mul(tf.sign(pos), tf.log(tf.add(tf.abs(pos), tf.scalar(1))))
       for (const layer of this.hidden) pos = silu(layer.apply(pos))
-      const table = this.out.apply(pos) // [2j-1, h]
-      const idx = new Int32Array(i * j)
-      for (let qi = 0; qi < i; qi++) {
-        const qPos = j - i + qi
-        for (let kj = 0; kj < j; kj++) idx[qi * j + kj] = qPos - kj + j - 1
-      }
-      const gathered = embeddingLookup(table, tf.tensor1d(idx, 'int32')) // [i*j, h]
-      return tf.reshape(tf.transpose(gathered, [1, 0]), [-1, i, j]) as tf.Tensor3D
+      const table = this.out.apply(pos) // [2j-1, h]: row r is distance r - (j-1)
+      return toeplitz(tf.transpose(table, [1, 0]), i, j)
     })
   }
+}
+
+/**
+ * `table [h, 2j-1]` (entry r = distance r - (j-1)) → `[h, i, j]` with `out[:, q, k] = table[:, qPos - k + j - 1]`
+ * for the last `i` query positions `qPos = j - i + q`, without a gather: the reversed table is
+ * tiled over the rows and re-read with a row width one shorter, which shifts each row by one
+ * (the "skew" trick). Memory and gradient stay O(h·j²) (a one-hot gather gradient is O(j³)).
+ */
+function toeplitz(table: tf.Tensor, i: number, j: number): tf.Tensor3D {
+  const h = table.shape[0] as number
+  const width = 2 * j - 1
+  // reversed[c] = table[2j-2-c], so out[q', k] = reversed[(j-1) - q' + k] for q' = qPos.
+  const reversed = tf.reverse(table, 1)
+  const tiled = tf.reshape(tf.tile(reversed, [1, j]), [h, j * width])
+  // Row q' of the re-read starts at flat offset (j-1) + q'·(width-1) = q'·width + (j-1-q').
+  const skewed = tf.reshape(tf.slice(tiled, [0, j - 1], [h, j * (width - 1)]), [h, j, width - 1])
+  return tf.slice(skewed, [0, j - i, 0], [h, i, j]) as tf.Tensor3D
 }
