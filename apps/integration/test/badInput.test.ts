@@ -22,6 +22,7 @@ import {
   decodeModelInto,
   Encoder,
   encodeModel,
+  fromXTransformers,
   TransformerWrapper,
 } from '@xattn/transformer'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -55,6 +56,20 @@ let lm: TransformerWrapper
 let lmBytes: Uint8Array
 let projection: QKVProjection
 let spareStack: Decoder
+const XT_CONFIG = {
+  layers: 'Decoder',
+  layers_kwargs: { dim: 16, depth: 1, heads: 4, attn_dim_head: 8, attn_kv_heads: 2 },
+  wrapper: { num_tokens: 20, max_seq_len: 8 },
+}
+let xtBytes: Uint8Array
+const xtWithout = (key: string) => {
+  const state = decodeSafetensors(xtBytes)
+  state.get(key)?.dispose()
+  state.delete(key)
+  const bytes = encodeSafetensors(state)
+  tf.dispose([...state.values()])
+  return bytes
+}
 const mqa = () => headLayout({ heads: 4, oneKvHead: true, dimHead: 8 })
 // Good tensors: q [b=2, h=4, n=3, d=8], k/v [b=2, kvh=2, m=5, d=8].
 let q: tf.Tensor
@@ -484,6 +499,31 @@ function packageRows(): BadInputRow[] {
       mentions: ['attn_made_up_option'],
     },
     {
+      entry: 'fromXTransformers',
+      problem: 'truncated weights',
+      call: () => fromXTransformers({ config: XT_CONFIG, weights: xtBytes.slice(0, 40) }),
+      error: 'SafetensorsError',
+      mentions: ['truncated'],
+    },
+    {
+      entry: 'fromXTransformers',
+      problem: 'weights missing a key',
+      call: () => fromXTransformers({ config: XT_CONFIG, weights: xtWithout('to_logits.weight') }),
+      error: 'StateDictError',
+      mentions: ['missing', 'to_logits.weight'],
+    },
+    {
+      entry: 'fromXTransformers',
+      problem: 'weights for another width',
+      call: () =>
+        fromXTransformers({
+          config: { ...XT_CONFIG, layers_kwargs: { ...XT_CONFIG.layers_kwargs, dim: 24 } },
+          weights: xtBytes,
+        }),
+      error: 'StateDictError',
+      mentions: ['mis-shaped', 'token_emb.emb.weight'],
+    },
+    {
       entry: 'decodeModelInto',
       problem: 'a truncated checkpoint',
       call: () => decodeModelInto(lm, lmBytes.slice(0, lmBytes.byteLength - 100)),
@@ -710,6 +750,9 @@ describe('bad input', () => {
     lm.eval()
     lmBytes = encodeModel(lm)
     spareStack = new Decoder({ dim: 16, depth: 1, heads: 4, attn: { dimHead: 8 } })
+    const xt = createFromXTransformers(XT_CONFIG)
+    xtBytes = encodeSafetensors(xt.stateDict())
+    xt.dispose()
   })
   afterAll(() => {
     tiny.dispose()
@@ -735,6 +778,7 @@ describe('bad input', () => {
         'TransformerWrapper.forward',
         'createFromXTransformers',
         'decodeModelInto',
+        'fromXTransformers',
         'prependMemoryKv',
         'splitHeads',
         "getAttention('flash')",
