@@ -24,20 +24,30 @@ export class Embedding extends Module {
 }
 
 /**
- * `weight [num, dim]` rows at `indices int32 [k]` → `[k, dim]`. The gradient is
- * `oneHot(indices)ᵀ · dy` (a plain 2-D matMul) instead of tfjs's gather gradient, whose
- * UnsortedSegmentSum kernel the wasm backend lacks.
+ * `weight [num, dim]` rows at `indices int32 [k]` → `[k, dim]`. Backends with tfjs's
+ * UnsortedSegmentSum kernel (cpu, webgl, webgpu) use `tf.gather` and its own gradient; the wasm
+ * backend lacks that kernel, so there the gradient rows are accumulated on the host, which costs
+ * O(k·dim + num·dim) (a one-hot matMul would cost O(k·num) memory: gigabytes for a large vocabulary).
  */
 export function embeddingLookup(weight: tf.Tensor, indices: tf.Tensor): tf.Tensor {
-  const num = weight.shape[0] as number
+  if (tf.getKernel('UnsortedSegmentSum', tf.getBackend()) !== undefined) return tf.gather(weight, indices)
+  const [num, dim] = weight.shape as [number, number]
   // tfjs types the custom-gradient inputs as a rest list of tensors and the save function together.
   const lookup = tf.customGrad(((w: tf.Tensor, save: tf.GradSaveFunc) => {
     save([indices])
     return {
       value: tf.gather(w, indices),
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-        const idx = saved[0] as tf.Tensor
-        return [tf.matMul(tf.transpose(tf.oneHot(idx, num)), dy as tf.Tensor)]
+        const idx = (saved[0] as tf.Tensor).dataSync()
+        const rows = (dy as tf.Tensor).dataSync()
+        const grad = new Float32Array(num * dim)
+        for (let r = 0; r < idx.length; r++) {
+          const target = (idx[r] as number) * dim
+          const source = r * dim
+          for (let c = 0; c < dim; c++)
+            grad[target + c] = (grad[target + c] as number) + (rows[source + c] as number)
+        }
+        return [tf.tensor2d(grad, [num, dim])]
       },
     }
   }) as unknown as Parameters<typeof tf.customGrad>[0])
