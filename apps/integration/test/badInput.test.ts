@@ -17,6 +17,7 @@ import { Linear, QKVProjection, splitHeads } from '@xattn/kv-heads'
 import { MemoryKV, prependMemoryKv } from '@xattn/memory-kv'
 import {
   Attention,
+  AutoregressiveWrapper,
   createFromXTransformers,
   Decoder,
   decodeModelInto,
@@ -56,6 +57,9 @@ let lm: TransformerWrapper
 let lmBytes: Uint8Array
 let projection: QKVProjection
 let spareStack: Decoder
+// A decoder with memory tokens (no KV cache possible) behind an AutoregressiveWrapper.
+let memLm: TransformerWrapper
+let ar: AutoregressiveWrapper
 const XT_CONFIG = {
   layers: 'Decoder',
   layers_kwargs: { dim: 16, depth: 1, heads: 4, attn_dim_head: 8, attn_kv_heads: 2 },
@@ -223,6 +227,29 @@ function knownGapRows(): BadInputRow[] {
       'ConfigError',
       ['context', 'NaN'],
     ),
+    // Nor are they in the autoregressive wrapper (targets too: a target >= numTokens gives a loss).
+    {
+      entry: 'AutoregressiveWrapper.loss',
+      problem: 'a target token id equal to numTokens',
+      call: () => tf.dispose(ar.loss(own(tf.tensor2d([1, 2, 20], [1, 3], 'int32')) as tf.Tensor2D)),
+      error: 'ConfigError',
+      mentions: ['tokens', '20'],
+      model: () => memLm,
+    },
+    {
+      entry: 'AutoregressiveWrapper.generate',
+      problem: 'a prompt token id equal to numTokens',
+      call: async () =>
+        tf.dispose(
+          await ar.generate(own(tf.tensor2d([1, 20], [1, 2], 'int32')) as tf.Tensor2D, {
+            seqLen: 1,
+            cache: false,
+          }),
+        ),
+      error: 'ConfigError',
+      mentions: ['prompt', '20'],
+      model: () => memLm,
+    },
     // A misspelt stack option is ignored rather than rejected.
     {
       entry: 'Decoder',
@@ -498,6 +525,69 @@ function packageRows(): BadInputRow[] {
       error: 'ConfigError',
       mentions: ['attn_made_up_option'],
     },
+    ...(
+      [
+        [
+          'float32 tokens',
+          () => ar.loss(tokens([[1, 2, 3]], 'float32') as tf.Tensor2D),
+          ['tokens', 'float32'],
+        ],
+        ['rows of one token', () => ar.loss(tokens([[1], [2]]) as tf.Tensor2D), ['tokens', 'n=1']],
+        [
+          'a mask of the wrong length',
+          () => ar.loss(good() as tf.Tensor2D, { mask: zeros([2, 5], 'bool') as tf.Tensor2D }),
+          ['mask', '[2, 3] or [2, 2]'],
+        ],
+        [
+          'a loss mask of dtype float32',
+          () => ar.loss(good() as tf.Tensor2D, { lossMask: zeros([2, 3]) as tf.Tensor2D }),
+          ['lossMask', 'float32'],
+        ],
+      ] as const
+    ).map(
+      ([problem, call, mentions]): BadInputRow => ({
+        entry: 'AutoregressiveWrapper.loss',
+        problem,
+        call,
+        error: 'ConfigError',
+        mentions,
+        model: () => memLm,
+      }),
+    ),
+    ...(
+      [
+        ['seqLen 0', () => ar.generate(good() as tf.Tensor2D, { seqLen: 0 }), ['seqLen', '0']],
+        [
+          'a negative temperature',
+          () => ar.generate(good() as tf.Tensor2D, { seqLen: 2, temperature: -1 }),
+          ['temperature', '-1'],
+        ],
+        [
+          'an empty prompt',
+          () => ar.generate(own(tf.zeros([2, 0], 'int32')) as tf.Tensor2D, { seqLen: 2 }),
+          ['prompt', 't ≥ 1'],
+        ],
+        [
+          'promptLens beyond the prompt',
+          () => ar.generate(good() as tf.Tensor2D, { seqLen: 2, promptLens: [3, 4] }),
+          ['promptLens', '4'],
+        ],
+        [
+          'cache: true on a model with memory tokens',
+          () => ar.generate(good() as tf.Tensor2D, { seqLen: 2, cache: true }),
+          ['cache', 'num_memory_tokens'],
+        ],
+      ] as const
+    ).map(
+      ([problem, call, mentions]): BadInputRow => ({
+        entry: 'AutoregressiveWrapper.generate',
+        problem,
+        call,
+        error: 'ConfigError',
+        mentions,
+        model: () => memLm,
+      }),
+    ),
     {
       entry: 'fromXTransformers',
       problem: 'truncated weights',
@@ -750,6 +840,13 @@ describe('bad input', () => {
     lm.eval()
     lmBytes = encodeModel(lm)
     spareStack = new Decoder({ dim: 16, depth: 1, heads: 4, attn: { dimHead: 8 } })
+    memLm = new TransformerWrapper({
+      numTokens: 20,
+      maxSeqLen: 8,
+      numMemoryTokens: 2,
+      attnLayers: new Decoder({ dim: 16, depth: 1, heads: 4, attn: { dimHead: 8 } }),
+    })
+    ar = new AutoregressiveWrapper(memLm)
     const xt = createFromXTransformers(XT_CONFIG)
     xtBytes = encodeSafetensors(xt.stateDict())
     xt.dispose()
@@ -759,6 +856,7 @@ describe('bad input', () => {
     projection.dispose()
     lm.dispose()
     spareStack.dispose()
+    memLm.dispose()
     tf.dispose(owned)
   })
 
@@ -767,6 +865,8 @@ describe('bad input', () => {
     expect([...entries].sort()).toEqual(
       [
         'Attention',
+        'AutoregressiveWrapper.generate',
+        'AutoregressiveWrapper.loss',
         'Decoder',
         'Encoder',
         'Linear',
