@@ -165,10 +165,14 @@ function attendRows(name: string, attend: () => AttentionImpl): BadInputRow[] {
   ]
 }
 
-/** Gaps: calls that should be rejected but are not yet. Report them; move rows up when fixed. */
+/** A one-row cross-attention context for the gap rows. */
 const ctxOne = () => own(tf.randomNormal([1, 5, 16], 0, 1, 'float32', 8))
 
-function knownGapRows(): BadInputRow[] {
+/**
+ * KNOWN_GAPS: calls that should be rejected but are not yet (each is asserted to still misbehave).
+ * Reported to the package owners; move a row up into the table when its package fixes it.
+ */
+function KNOWN_GAPS(): BadInputRow[] {
   const attendGap = (
     name: string,
     problem: string,
@@ -916,7 +920,7 @@ describe('bad input', () => {
 
   it('KNOWN_GAPS still misbehave (move a row to the table when its package fixes it)', async () => {
     const fixed: string[] = []
-    for (const row of knownGapRows()) {
+    for (const row of KNOWN_GAPS()) {
       if ((await checkRow(row, () => owned.length)) === null) fixed.push(`${row.entry} — ${row.problem}`)
     }
     expect(fixed, 'these gaps are fixed: move them into the table').toEqual([])
