@@ -9,7 +9,9 @@ import {
   AdamW,
   clipByGlobalNorm,
   computeGradients,
+  decodeOptimizerInto,
   disposeGradients,
+  encodeOptimizer,
   GradientAccumulator,
   globalNorm,
   loadCheckpoint,
@@ -94,6 +96,31 @@ describeEachBackend('AdamW', () => {
     const model = new Affine([[1, 1]], [0])
     expectNoLeaks(() => new AdamW(model).dispose())
     model.dispose()
+  })
+
+  it('optimiser state round-trips through safetensors bytes; a mismatched state is refused whole', () => {
+    const model = new Affine([[0.5, -1]], [2])
+    const opt = new AdamW(model, { lr: 0.1 })
+    const g = new Map<string, tf.Tensor>([
+      ['weight', tf.tensor2d([[0.2, -0.4]])],
+      ['bias', tf.tensor1d([1])],
+    ])
+    opt.step(g)
+    const restored = new AdamW(model, { lr: 0.1 })
+    expectNoLeaks(() => decodeOptimizerInto(restored, encodeOptimizer(opt)))
+    expect(restored.stepCount).toBe(1)
+    const [a, b] = [opt.stateDict().tensors, restored.stateDict().tensors]
+    for (const [name, t] of a) expectClose(b.get(name) as tf.Tensor, t, { atol: 0, label: name })
+    const other = new Affine([[1, 2, 3]], [0])
+    const otherOpt = new AdamW(other)
+    expect(() => decodeOptimizerInto(otherOpt, encodeOptimizer(opt))).toThrow(
+      /exp_avg.weight: expected \[1,3\], got \[1,2\]/,
+    )
+    expect(otherOpt.stepCount).toBe(0)
+    for (const t of g.values()) t.dispose()
+    for (const o of [opt, restored, otherOpt]) o.dispose()
+    model.dispose()
+    other.dispose()
   })
 
   it('rejects bad options and unknown or mis-shaped gradients by name', () => {
