@@ -18,7 +18,9 @@ const configOnly = args.includes('--config-only')
 const separator = args.indexOf('--')
 const turboArgs = separator < 0 ? [] : args.slice(separator + 1)
 
-const run = spawnSync('pnpm', ['exec', 'turbo', 'run', ...TASKS, '--dry=json', ...turboArgs], {
+// The workspace's own turbo binary: no dependence on pnpm being on PATH.
+const turbo = join(root, 'node_modules', '.bin', process.platform === 'win32' ? 'turbo.cmd' : 'turbo')
+const run = spawnSync(turbo, ['run', ...TASKS, '--dry=json', ...turboArgs], {
   cwd: root,
   encoding: 'utf8',
   maxBuffer: 64 * 1024 * 1024,

@@ -91,7 +91,11 @@ export function packPackage(pkg: PublicPackage, { prune = false } = {}): { tarba
     const work = join(dir, `tmp-${pkg.folder}-${process.pid}-${Date.now()}`)
     mkdirSync(work, { recursive: true })
     try {
-      execFileSync('pnpm', ['pack', '--pack-destination', work], { cwd: pkg.dir, stdio: 'pipe' })
+      const [command, ...prefix] = pnpmCommand()
+      execFileSync(command as string, [...prefix, 'pack', '--pack-destination', work], {
+        cwd: pkg.dir,
+        stdio: 'pipe',
+      })
       const [produced] = readdirSync(work).filter((f) => f.endsWith('.tgz'))
       if (produced === undefined) throw new Error(`pnpm pack produced no tarball for ${pkg.name}`)
       if (packInputsHash(pkg) === hash) {
@@ -104,6 +108,17 @@ export function packPackage(pkg: PublicPackage, { prune = false } = {}): { tarba
     execFileSync('sleep', ['2'])
   }
   throw new Error(`${pkg.name}: dist/ kept changing while packing (a build running?)`)
+}
+
+/**
+ * How to run pnpm: the pnpm that runs this test (`npm_execpath`, set by `pnpm run`) when there is
+ * one, so a pnpm that is not on PATH (bootstrap's private copy) still works; else `pnpm`.
+ */
+function pnpmCommand(): string[] {
+  const execPath = process.env.npm_execpath
+  if (execPath === undefined || !/pnpm/.test(execPath) || !existsSync(execPath)) return ['pnpm']
+  // A JavaScript entry runs under this Node; pnpm's own executable runs as is.
+  return /\.[cm]?js$/.test(execPath) ? [process.execPath, execPath] : [execPath]
 }
 
 /** Lists the files in a tarball (paths without the leading `package/`). */
