@@ -29,10 +29,11 @@ const VARIANTS = [
 ]
 
 // attendReference materialises [b, h, n, m] several times over and is slow: it runs where it
-// finishes in reasonable time (the issue measured 90 s for one cpu forward at N=4096).
-function referenceAllowed(n, variant) {
+// finishes in reasonable time (the issue measured 90 s for one cpu forward at N=4096; on cpu a
+// forward+backward at N=2048 takes minutes, on wasm seconds).
+function referenceAllowed(backend, n, variant) {
   if (n <= 1024) return true
-  if (n === 2048) return variant.name === 'MHA'
+  if (n === 2048) return backend === 'wasm' || variant.name === 'MHA'
   return false
 }
 
@@ -100,7 +101,7 @@ async function runBackend(backend, sizes, rows) {
         const run = pass === 'fwd' ? forward : forwardBackward
         forward(flashAttention, t, variant.causal) // warm: compile the module, grow its heap once
         const flash = await measure(() => run(flashAttention, t, variant.causal), 3)
-        const ref = referenceAllowed(n, variant)
+        const ref = referenceAllowed(backend, n, variant)
           ? await measure(() => run(attendReference, t, variant.causal), 1)
           : null
         const row = {
