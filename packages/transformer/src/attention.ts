@@ -78,6 +78,10 @@ export interface AttentionOptions {
   readonly logitSoftclampValue?: number
   /** Per-head output scale `head_scale_params [1, heads, 1, 1]`. */
   readonly headScale?: boolean
+  /** Per-head output gate `σ(to_v_head_gate(x))` (`to_v_head_gate [heads, dim]` + bias), "attend to nothing". */
+  readonly gateValueHeads?: boolean
+  /** Prepend one all-zero key/value (always visible, logit 0): attention may attend to nothing. */
+  readonly addZeroKv?: boolean
   /** Attention on attention: `to_out = GLU(Linear(…, 2·dimOut))`. */
   readonly onAttn?: boolean
   /** Output features; default `dim`. */
@@ -189,6 +193,8 @@ export class Attention extends Module {
   private readonly preTalking: WeightOnly | null
   private readonly postTalking: WeightOnly | null
   private readonly headScaleParams: tf.Variable | null
+  private readonly toVHeadGate: Linear | null
+  readonly addZeroKv: boolean
 
   constructor(options: AttentionOptions) {
     super()
@@ -308,6 +314,20 @@ export class Attention extends Module {
     } else {
       this.preTalking = null
       this.postTalking = null
+    }
+    this.addZeroKv = options.addZeroKv ?? false
+    if (options.gateValueHeads === true) {
+      const headGate = this.addModule(
+        'to_v_head_gate',
+        new Linear(this.dim, layout.heads, { bias: true, rng }),
+      )
+      tf.tidy(() => {
+        headGate.weight.assign(tf.zerosLike(headGate.weight))
+        if (headGate.bias !== null) headGate.bias.assign(tf.fill(headGate.bias.shape, 10))
+      })
+      this.toVHeadGate = headGate
+    } else {
+      this.toVHeadGate = null
     }
     this.headScaleParams =
       options.headScale === true
@@ -454,6 +474,22 @@ export class Attention extends Module {
         keyMask = prepended.keyMask
         bias = prepended.bias
       }
+      // Keys before the real ones that ALiBi leaves unbiased: memory slots and the zero key.
+      let freeKeys = memLen
+      if (this.addZeroKv) {
+        // x-transformers pads the zero key/value in front of everything (memory included).
+        k = tf.concat([tf.zeros([b, k.shape[1], 1, k.shape[3]]), k], 2) as tf.Tensor4D
+        v = tf.concat([tf.zeros([b, v.shape[1], 1, v.shape[3]]), v], 2) as tf.Tensor4D
+        if (keyMask !== null) keyMask = tf.concat([tf.ones([b, 1], 'bool'), keyMask], 1)
+        if (bias !== null)
+          bias = tf.pad(bias, [
+            [0, 0],
+            [0, 0],
+            [0, 0],
+            [1, 0],
+          ])
+        freeKeys += 1
+      }
       const slopes = !isCross && call.alibiSlopes != null ? call.alibiSlopes : null
       const causal = this.causal && !isCross
       let out: tf.Tensor4D
@@ -467,7 +503,7 @@ export class Attention extends Module {
             keyMask,
             bias,
             alibiSlopes: slopes,
-            alibiFreeKeys: slopes === null ? 0 : memLen,
+            alibiFreeKeys: slopes === null ? 0 : freeKeys,
             scale: this.scale,
             dropout: this.dropout,
             training: this.training,
@@ -479,7 +515,7 @@ export class Attention extends Module {
         if (call.prevAttn != null) sim = tf.add(sim, call.prevAttn) as tf.Tensor4D
         if (this.preTalking !== null) sim = tf.add(sim, mixHeads(sim, this.preTalking.weight)) as tf.Tensor4D
         if (bias !== null) sim = tf.add(sim, bias) as tf.Tensor4D
-        if (slopes !== null) sim = tf.add(sim, alibiBias(slopes, i, m, memLen)) as tf.Tensor4D
+        if (slopes !== null) sim = tf.add(sim, alibiBias(slopes, i, m, freeKeys)) as tf.Tensor4D
         if (this.softclampValue !== null) sim = softclamp(sim, this.softclampValue) as tf.Tensor4D
         const mask = attentionMask(i, m, { causal, keyMask })
         let filled =
@@ -493,6 +529,11 @@ export class Attention extends Module {
         out = groupedWeightedSum(attn, v)
       }
       if (this.headScaleParams !== null) out = tf.mul(out, this.headScaleParams) as tf.Tensor4D
+      if (this.toVHeadGate !== null) {
+        // [b, n, h] → [b, h, n, 1]
+        const gate = tf.sigmoid(tf.transpose(this.toVHeadGate.apply(x), [0, 2, 1]))
+        out = tf.mul(out, tf.expandDims(gate, -1)) as tf.Tensor4D
+      }
       let merged: tf.Tensor = mergeHeads(out as tf.Tensor4D)
       if (this.toVGate !== null) {
         const gates = this.toVGate.apply(x)

@@ -23,7 +23,8 @@ export type LayerFeedForwardOptions = Omit<FeedForwardOptions, 'dim' | 'rng'>
  */
 export interface AttentionLayersOptions {
   readonly dim: number
-  readonly depth: number
+  /** Blocks of the default layout; not needed with `customLayers`. */
+  readonly depth?: number
   /** Default 8. */
   readonly heads?: number
   readonly causal?: boolean
@@ -62,6 +63,17 @@ export interface AttentionLayersOptions {
   readonly gateResidual?: boolean
   readonly scaleResidual?: boolean
   readonly scaleResidualConstant?: number
+  /** Explicit layer order, e.g. `['a', 'f', 'a', 'f']` ('a' attention, 'c' cross-attention, 'f' feedforward). */
+  readonly customLayers?: readonly ('a' | 'c' | 'f')[]
+  /** Sandwich transformer: `sandwichCoef` attention layers first and feedforwards last. */
+  readonly sandwichCoef?: number
+  /** PAR transformer: attention layers only in the first two thirds, at this ratio. */
+  readonly parRatio?: number
+  /**
+   * Stochastic depth: probability of skipping a layer in training mode (one number or one per
+   * layer). Not applied when a KV cache is passed.
+   */
+  readonly layerDropout?: number | readonly number[]
   /** Token shift per layer: a number for every layer or one per layer. */
   readonly shiftTokens?: number | readonly number[]
   readonly sandwichNorm?: boolean
@@ -157,6 +169,8 @@ export class AttentionLayers extends Module {
   readonly alibiSlopes: readonly number[] | null
   readonly softclampOutputValue: number | null
   private readonly slots: LayerSlot[] = []
+  /** Probability of skipping each layer in training mode (stochastic depth). */
+  readonly layerDropouts: readonly number[]
 
   constructor(options: AttentionLayersOptions) {
     super()
@@ -164,7 +178,10 @@ export class AttentionLayers extends Module {
     const dim = options.dim
     if (!(Number.isInteger(dim) && dim > 0))
       throw new ConfigError(PKG, 'dim', `AttentionLayers: dim must be a positive integer, got ${dim}`)
-    if (!(Number.isInteger(options.depth) && options.depth > 0)) {
+    if (
+      options.customLayers === undefined &&
+      !(Number.isInteger(options.depth) && (options.depth ?? 0) > 0)
+    ) {
       throw new ConfigError(
         PKG,
         'depth',
@@ -308,9 +325,18 @@ export class AttentionLayers extends Module {
       : ['a', 'f']
     const macaron = options.macaron ?? false
     if (macaron) block = ['f', ...block]
-    const types: ('a' | 'c' | 'f')[] = []
-    for (let d = 0; d < options.depth; d++) types.push(...block)
+    const types = layerTypesOf(options, block)
     this.layerTypes = types
+    const dropOption = options.layerDropout ?? 0
+    const drops = typeof dropOption === 'number' ? types.map(() => dropOption) : [...dropOption]
+    if (drops.length !== types.length || drops.some((p) => !(p >= 0 && p < 1))) {
+      throw new ConfigError(
+        PKG,
+        'layerDropout',
+        `AttentionLayers: layerDropout must be in [0, 1), one number or one per layer (${types.length}), got ${JSON.stringify(dropOption)}`,
+      )
+    }
+    this.layerDropouts = drops
 
     const shiftOption = options.shiftTokens ?? 0
     const shiftsPerLayer = typeof shiftOption === 'number' ? types.map(() => shiftOption) : [...shiftOption]
@@ -449,7 +475,10 @@ export class AttentionLayers extends Module {
       let prevAttn: tf.Tensor | null = null
       let prevCrossAttn: tf.Tensor | null = null
       let attnIndex = 0
-      for (const slot of this.slots) {
+      for (const [index, slot] of this.slots.entries()) {
+        // Stochastic depth (training only, as x-transformers: the layer is skipped entirely).
+        const drop = this.layerDropouts[index] ?? 0
+        if (this.training && drop > 0 && call.cache == null && Math.random() < drop) continue
         const residual = h
         // The caller's own x is handed back as a clone, so disposing the results never frees it.
         if (wantIntermediates) hiddens.push(h === x ? tf.clone(h) : h)
@@ -537,4 +566,73 @@ export class Decoder extends AttentionLayers {
       throw new ConfigError(PKG, 'causal', 'Decoder: causality cannot be set on a Decoder')
     super({ ...options, causal: true })
   }
+}
+
+/** x-transformers' layer order: custom layers, PAR, sandwich, or the default block repeated. */
+function layerTypesOf(
+  options: AttentionLayersOptions,
+  defaultBlock: ('a' | 'c' | 'f')[],
+): ('a' | 'c' | 'f')[] {
+  const given = oneOf({
+    customLayers: options.customLayers !== undefined,
+    parRatio: options.parRatio !== undefined,
+    sandwichCoef: options.sandwichCoef !== undefined,
+  })
+  if (given.length > 1) {
+    throw new ConfigError(
+      PKG,
+      given[1] ?? 'customLayers',
+      `AttentionLayers: choose at most one of ${given.join(', ')}`,
+    )
+  }
+  if (options.customLayers !== undefined) {
+    const custom = [...options.customLayers]
+    if (custom.length === 0 || custom.some((t) => t !== 'a' && t !== 'c' && t !== 'f')) {
+      throw new ConfigError(
+        PKG,
+        'customLayers',
+        `AttentionLayers: customLayers must be a non-empty list of 'a', 'c', 'f', got ${JSON.stringify(custom)}`,
+      )
+    }
+    return custom
+  }
+  const depth = options.depth as number
+  if (options.parRatio !== undefined) {
+    const parDepth = depth * defaultBlock.length
+    const ratio = options.parRatio
+    if (!(Number.isInteger(ratio) && ratio > 1 && ratio <= parDepth)) {
+      throw new ConfigError(
+        PKG,
+        'parRatio',
+        `AttentionLayers: parRatio must be an integer in (1, ${parDepth}], got ${ratio}`,
+      )
+    }
+    const block = defaultBlock.filter((t) => t !== 'f')
+    const parAttn = Math.floor(parDepth / ratio)
+    const depthCut = Math.floor((parDepth * 2) / 3)
+    const parWidth = Math.floor((depthCut + Math.floor(depthCut / parAttn)) / parAttn)
+    if (block.length > parWidth)
+      throw new ConfigError(PKG, 'parRatio', 'AttentionLayers: the default block is too large for parRatio')
+    const parBlock = [...block, ...new Array<'f'>(parWidth - block.length).fill('f')]
+    const head: ('a' | 'c' | 'f')[] = []
+    for (let r = 0; r < parAttn; r++) head.push(...parBlock)
+    return [...head, ...new Array<'f'>(parDepth - head.length).fill('f')]
+  }
+  const types: ('a' | 'c' | 'f')[] = []
+  if (options.sandwichCoef !== undefined) {
+    const coef = options.sandwichCoef
+    if (!(Number.isInteger(coef) && coef > 0 && coef <= depth)) {
+      throw new ConfigError(
+        PKG,
+        'sandwichCoef',
+        `AttentionLayers: sandwichCoef must be an integer in [1, depth=${depth}], got ${coef}`,
+      )
+    }
+    for (let r = 0; r < coef; r++) types.push('a')
+    for (let d = 0; d < depth - coef; d++) types.push(...defaultBlock)
+    for (let r = 0; r < coef; r++) types.push('f')
+    return types
+  }
+  for (let d = 0; d < depth; d++) types.push(...defaultBlock)
+  return types
 }

@@ -22,7 +22,7 @@ export interface XTransformersConfig {
   readonly [other: string]: unknown
 }
 
-type Kind = 'bool' | 'int' | 'number' | 'intOrList'
+type Kind = 'bool' | 'int' | 'number' | 'intOrList' | 'numberOrList' | 'layerList'
 
 interface Rule {
   readonly kind: Kind
@@ -70,6 +70,10 @@ const LAYER_RULES: Readonly<Record<string, Rule>> = {
   softclamp_output_value: { kind: 'number', to: 'softclampOutputValue' },
   zero_init_branch_output: { kind: 'bool', to: 'zeroInitBranchOutput' },
   disable_abs_pos_emb: { kind: 'bool', to: 'disableAbsPosEmb' },
+  custom_layers: { kind: 'layerList', to: 'customLayers' },
+  sandwich_coef: { kind: 'int', to: 'sandwichCoef' },
+  par_ratio: { kind: 'int', to: 'parRatio' },
+  layer_dropout: { kind: 'numberOrList', to: 'layerDropout' },
 }
 
 const ATTN_RULES: Readonly<Record<string, Rule>> = {
@@ -94,6 +98,8 @@ const ATTN_RULES: Readonly<Record<string, Rule>> = {
   head_scale: { kind: 'bool', to: 'headScale' },
   on_attn: { kind: 'bool', to: 'onAttn' },
   zero_init_output: { kind: 'bool', to: 'zeroInitOutput' },
+  gate_value_heads: { kind: 'bool', to: 'gateValueHeads' },
+  add_zero_kv: { kind: 'bool', to: 'addZeroKv' },
 }
 
 const CROSS_ATTN_RULES: Readonly<Record<string, Rule>> = {
@@ -131,7 +137,6 @@ const WRAPPER_RULES: Readonly<Record<string, Rule>> = {
 // Kwargs accepted only at their x-transformers default (they change nothing then); any other value
 // is unsupported. `null` stands for Python's None.
 const LAYER_DEFAULTS: Readonly<Record<string, unknown>> = {
-  layer_dropout: 0,
   cross_attn_tokens_dropout: 0,
   pre_norm_has_final_norm: true,
   dynamic_pos_bias_norm: false,
@@ -141,10 +146,7 @@ const LAYER_DEFAULTS: Readonly<Record<string, unknown>> = {
   adaptive_condition_mlp: false,
   dim_condition: null,
   weight_tie_layers: false,
-  custom_layers: null,
   layers_execute_order: null,
-  sandwich_coef: null,
-  par_ratio: null,
   resi_dual: false,
   unet_skips: false,
   reinject_input: false,
@@ -154,7 +156,6 @@ const LAYER_DEFAULTS: Readonly<Record<string, unknown>> = {
 const ATTN_DEFAULTS: Readonly<Record<string, unknown>> = {
   pre_scale_post_talking_heads: false,
   sparse_topk_straight_through: false,
-  gate_value_heads: false,
   hard: false,
   max_attend_past: null,
   l2_distance: false,
@@ -163,7 +164,6 @@ const ATTN_DEFAULTS: Readonly<Record<string, unknown>> = {
   custom_attn_fn: null,
   shared_kv: false,
   tensor_product: false,
-  add_zero_kv: false,
   rotary_embed_values: false,
   use_cope: false,
   neutreno_value_residual: false,
@@ -202,6 +202,13 @@ function kindMatches(kind: Kind, value: unknown): boolean {
         (typeof value === 'number' && Number.isInteger(value)) ||
         (Array.isArray(value) && value.every((v) => typeof v === 'number' && Number.isInteger(v)))
       )
+    case 'numberOrList':
+      return (
+        (typeof value === 'number' && Number.isFinite(value)) ||
+        (Array.isArray(value) && value.every((v) => typeof v === 'number' && Number.isFinite(v)))
+      )
+    case 'layerList':
+      return Array.isArray(value) && value.every((v) => v === 'a' || v === 'c' || v === 'f')
   }
 }
 
@@ -239,8 +246,10 @@ class KwargsReader {
       const name = `${prefix}${key}`
       const rule = rules[key]
       if (rule !== undefined) {
+        // Python's None: the kwarg's default (required ones are checked afterwards).
+        if (value === null) continue
         if (!kindMatches(rule.kind, value)) this.reject(name, `expected ${rule.kind}, got ${show(value)}`)
-        else out[rule.to] = rule.kind === 'intOrList' && Array.isArray(value) ? [...value] : value
+        else out[rule.to] = Array.isArray(value) ? [...value] : value
         continue
       }
       if (key in defaults) {
@@ -275,7 +284,9 @@ function splitPrefixed(kwargs: XTransformersKwargs): {
   const rest: Record<string, unknown> = {}
   // Same grouping order as x-transformers: ff_ first, then attn_, then cross_attn_.
   for (const [key, value] of Object.entries(kwargs)) {
-    if (key.startsWith('ff_')) ff[key.slice(3)] = value
+    // Named parameters of AttentionLayers (cross_attn_tokens_dropout) are not prefix-grouped.
+    if (key in LAYER_RULES || key in LAYER_DEFAULTS) rest[key] = value
+    else if (key.startsWith('ff_')) ff[key.slice(3)] = value
     else if (key.startsWith('attn_')) attn[key.slice(5)] = value
     else if (key.startsWith('cross_attn_')) crossAttn[key.slice(11)] = value
     else rest[key] = value
@@ -336,7 +347,7 @@ export function createFromXTransformers(
   if (wrapperRest.embed_num_tokens !== undefined && JSON.stringify(wrapperRest.embed_num_tokens) !== '{}') {
     reader.reject('embed_num_tokens', `only {} is supported, got ${show(wrapperRest.embed_num_tokens)}`)
   }
-  for (const required of ['dim', 'depth'] as const) {
+  for (const required of 'customLayers' in stack ? (['dim'] as const) : (['dim', 'depth'] as const)) {
     if (!(required in stack) && !reader.problemKwargs.includes(required)) reader.reject(required, 'required')
   }
   for (const required of ['numTokens', 'maxSeqLen'] as const) {

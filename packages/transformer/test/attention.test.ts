@@ -34,6 +34,7 @@ interface OracleOptions {
   causal: boolean
   qkNormGroups?: number
   qkNormScale?: number
+  addZeroKv?: boolean
 }
 
 /** Attention written out from the weights: projections, qk-norm, memory KV, attendReference, to_out. */
@@ -56,6 +57,11 @@ function oracle(attn: Attention, x: tf.Tensor, keyMask: tf.Tensor | null, o: Ora
       k = tf.concat([memK, k], 2) as tf.Tensor4D
       v = tf.concat([tf.tile(tf.expandDims(param(attn, 'mem_v'), 0), [b, 1, 1, 1]), v], 2) as tf.Tensor4D
       if (mask !== null) mask = tf.concat([tf.ones([b, o.numMemKv], 'bool'), mask], 1)
+    }
+    if (o.addZeroKv === true) {
+      k = tf.concat([tf.zeros([b, o.kvHeads, 1, k.shape[3]]), k], 2) as tf.Tensor4D
+      v = tf.concat([tf.zeros([b, o.kvHeads, 1, v.shape[3]]), v], 2) as tf.Tensor4D
+      if (mask !== null) mask = tf.concat([tf.ones([b, 1], 'bool'), mask], 1)
     }
     const out = attendReference(
       { q, k, v },
@@ -89,6 +95,11 @@ describeEachBackend('Attention against an oracle built on core attendReference',
       { heads: 4, kvHeads: 1, numMemKv: 0, causal: false, qkNormGroups: 2, qkNormScale: 5 },
     ],
     [
+      'addZeroKv: one zero key/value in front of the memory, always visible',
+      { dim: 16, heads: 4, dimHead: 4, kvHeads: 2, numMemKv: 1, addZeroKv: true },
+      { heads: 4, kvHeads: 2, numMemKv: 1, causal: true, addZeroKv: true },
+    ],
+    [
       'qk-norm + memory KV (memory keys normalised too)',
       { dim: 16, heads: 2, dimHead: 8, numMemKv: 2, qkNorm: true },
       { heads: 2, kvHeads: 2, numMemKv: 2, causal: true, qkNormGroups: 1, qkNormScale: 10 },
@@ -117,7 +128,7 @@ describeEachBackend('Attention against an oracle built on core attendReference',
   }
 
   it('the registered-kernel path and the building-block path give the same numbers', () => {
-    const attn = new Attention({ dim: 16, heads: 4, dimHead: 4, kvHeads: 2, numMemKv: 2, causal: true })
+    const attn = new Attention({ dim: 16, heads: 4, dimHead: 4, kvHeads: 2, numMemKv: 2, causal: true, addZeroKv: true })
     perturb(attn, 5)
     const x = randomTensor([2, 6, 16], 9)
     const mask = randomMask([2, 6], 4, 0.8)
@@ -125,7 +136,7 @@ describeEachBackend('Attention against an oracle built on core attendReference',
     const plain = attn.forward(x, { mask, alibiSlopes: slopes })
     const blocks = attn.forward(x, { mask, alibiSlopes: slopes, returnAttention: true })
     expectClose(blocks.out, plain.out, { atol: 1e-6 })
-    expect(blocks.postSoftmax?.shape).toEqual([2, 4, 6, 8])
+    expect(blocks.postSoftmax?.shape).toEqual([2, 4, 6, 9])
     for (const r of [plain, blocks]) {
       for (const t of [r.out, r.cache.k, r.cache.v, r.preSoftmax, r.postSoftmax]) t?.dispose()
     }
@@ -164,6 +175,27 @@ describeEachBackend('Attention against an oracle built on core attendReference',
     for (const t of [a.out, a.cache.k, a.cache.v, b.out, b.cache.k, b.cache.v, x, ungated]) t.dispose()
     sig.dispose()
     silu.dispose()
+  })
+
+  it('gateValueHeads scales each head by σ(to_v_head_gate(x))', () => {
+    const gated = new Attention({ dim: 8, heads: 2, dimHead: 4, gateValueHeads: true })
+    const plain = new Attention({ dim: 8, heads: 2, dimHead: 4 })
+    perturb(plain, 3)
+    for (const name of ['to_q.weight', 'to_k.weight', 'to_v.weight', 'to_out.weight']) {
+      ;(param(gated, name) as tf.Variable).assign(param(plain, name))
+    }
+    // Zero gate weights and bias 0.5: every head is scaled by σ(0.5), so the output is too.
+    const bias = param(gated, 'to_v_head_gate.bias') as tf.Variable
+    tf.tidy(() => bias.assign(tf.fill(bias.shape, 0.5)))
+    expect(param(gated, 'to_v_head_gate.weight').shape).toEqual([2, 8])
+    const x = randomTensor([2, 3, 8], 4)
+    const a = gated.forward(x)
+    const b = plain.forward(x)
+    expectClose(a.out, tf.mul(b.out, 1 / (1 + Math.exp(-0.5))), { atol: 1e-6 })
+    for (const r of [a, b]) for (const t of [r.out, r.cache.k, r.cache.v]) t.dispose()
+    x.dispose()
+    gated.dispose()
+    plain.dispose()
   })
 
   it('dropout acts only in training mode', () => {

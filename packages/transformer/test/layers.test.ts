@@ -259,6 +259,80 @@ describeEachBackend('TransformerWrapper', () => {
   })
 })
 
+describe('layer order', () => {
+  it('customLayers, sandwichCoef and parRatio follow x-transformers', () => {
+    const custom = new Decoder({ dim: 8, heads: 2, customLayers: ['f', 'a', 'f'], attn: { dimHead: 4 } })
+    expect(custom.layerTypes).toEqual(['f', 'a', 'f'])
+    const sandwich = new Decoder({ dim: 8, depth: 3, heads: 2, sandwichCoef: 1, attn: { dimHead: 4 } })
+    expect(sandwich.layerTypes).toEqual(['a', 'a', 'f', 'a', 'f', 'f'])
+    // par_depth 12, ratio 4: 3 attention layers in blocks of width (8 + 8 // 3) // 3 = 3, then feedforwards.
+    const par = new Decoder({ dim: 8, depth: 6, heads: 2, parRatio: 4, attn: { dimHead: 4 } })
+    expect(par.layerTypes.join('')).toBe('affaffafffff')
+    expect(() => new Decoder({ dim: 8, depth: 2, sandwichCoef: 1, parRatio: 2 })).toThrow(
+      /parRatio|sandwichCoef/,
+    )
+    for (const m of [custom, sandwich, par]) m.dispose()
+  })
+
+  it('customLayers equal to the default order gives the same model', () => {
+    const a = new Decoder({ dim: 8, depth: 2, heads: 2, attn: { dimHead: 4 } })
+    const b = new Decoder({ dim: 8, heads: 2, customLayers: ['a', 'f', 'a', 'f'], attn: { dimHead: 4 } })
+    b.loadStateDict(a.stateDict())
+    const x = randomTensor([1, 4, 8], 3)
+    const ya = a.forward(x)
+    const yb = b.forward(x)
+    expect(Array.from(yb.out.dataSync())).toEqual(Array.from(ya.out.dataSync()))
+    for (const t of [
+      x,
+      ya.out,
+      yb.out,
+      ...ya.cache.flatMap((c) => [c.k, c.v]),
+      ...yb.cache.flatMap((c) => [c.k, c.v]),
+    ])
+      t.dispose()
+    a.dispose()
+    b.dispose()
+  })
+
+  it('layerDropout skips layers only in training mode', () => {
+    // p just below 1: in training every layer is skipped (failure odds ~1e-7 per layer).
+    const stack = new Encoder({ dim: 8, depth: 2, heads: 2, attn: { dimHead: 4 }, layerDropout: 0.9999999 })
+    const reference = new Encoder({ dim: 8, depth: 2, heads: 2, attn: { dimHead: 4 } })
+    reference.loadStateDict(stack.stateDict())
+    const x = randomTensor([1, 4, 8], 5)
+    const evalOut = stack.eval().forward(x)
+    const refOut = reference.eval().forward(x)
+    expect(Array.from(evalOut.out.dataSync())).toEqual(Array.from(refOut.out.dataSync()))
+    const trainOut = stack.train().forward(x)
+    const { mean, variance } = tf.moments(x, -1, true)
+    expectClose(trainOut.out, tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-5))), { atol: 1e-5 })
+    expect(trainOut.cache.length).toBe(0)
+    for (const r of [evalOut, refOut])
+      for (const t of [r.out, ...r.cache.flatMap((c) => [c.k, c.v])]) t.dispose()
+    for (const t of [x, trainOut.out, mean, variance]) t.dispose()
+    stack.dispose()
+    reference.dispose()
+  })
+
+  it('fromXTransformers translates custom_layers, sandwich_coef, par_ratio and layer_dropout', () => {
+    const model = createFromXTransformers({
+      layers: 'Decoder',
+      layers_kwargs: {
+        dim: 8,
+        heads: 2,
+        attn_dim_head: 4,
+        custom_layers: ['a', 'f', 'f'],
+        layer_dropout: [0, 0.1, 0.2],
+        depth: null,
+      },
+      wrapper: { num_tokens: 10, max_seq_len: 8 },
+    })
+    expect(model.attnLayers.layerTypes).toEqual(['a', 'f', 'f'])
+    expect(model.attnLayers.layerDropouts).toEqual([0, 0.1, 0.2])
+    model.dispose()
+  })
+})
+
 describe('rotary dimension', () => {
   it('defaults to max(dimHead / 2, 32); an explicit rotaryEmbDim is taken as is; the import keeps the floor of 32', () => {
     const wide = new Decoder({ dim: 8, depth: 1, heads: 2, rotaryPosEmb: true, attn: { dimHead: 128 } })

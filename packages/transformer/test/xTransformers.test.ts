@@ -195,8 +195,11 @@ describe('fromXTransformers rejects what it cannot honour', () => {
     })
     ok.dispose()
     expect(() =>
-      createFromXTransformers({ ...base, layers_kwargs: { ...base.layers_kwargs, layer_dropout: 0.1 } }),
-    ).toThrow(/layer_dropout \(only the default 0 is supported, got 0.1\)/)
+      createFromXTransformers({
+        ...base,
+        layers_kwargs: { ...base.layers_kwargs, cross_attn_tokens_dropout: 0.1 },
+      }),
+    ).toThrow(/cross_attn_tokens_dropout \(only the default 0 is supported, got 0.1\)/)
   })
 
   it('rejects other layer classes, causal, and wrongly typed values', () => {
