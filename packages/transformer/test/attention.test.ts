@@ -128,7 +128,15 @@ describeEachBackend('Attention against an oracle built on core attendReference',
   }
 
   it('the registered-kernel path and the building-block path give the same numbers', () => {
-    const attn = new Attention({ dim: 16, heads: 4, dimHead: 4, kvHeads: 2, numMemKv: 2, causal: true, addZeroKv: true })
+    const attn = new Attention({
+      dim: 16,
+      heads: 4,
+      dimHead: 4,
+      kvHeads: 2,
+      numMemKv: 2,
+      causal: true,
+      addZeroKv: true,
+    })
     perturb(attn, 5)
     const x = randomTensor([2, 6, 16], 9)
     const mask = randomMask([2, 6], 4, 0.8)
