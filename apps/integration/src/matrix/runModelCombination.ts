@@ -67,6 +67,14 @@ export function buildModel(
     ...(c.qkNorm === 'dimScale' ? { qkNormDimScale: true } : {}),
     ...(c.valueDim === 'different' ? { valueDimHead: VALUE_DIM_HEAD } : {}),
     ...(c.dropout === 'on' ? { dropout: DROPOUT } : {}),
+    ...{
+      none: {},
+      sparseTopk: { sparseTopk: 2 },
+      talkingHeads: { preTalkingHeads: true, postTalkingHeads: true },
+      softclamp: { softclampLogits: true, logitSoftclampValue: 5 },
+      gateValues: { gateValues: true },
+      headScale: { headScale: true },
+    }[c.extras],
   }
   const positions = {
     none: {},
@@ -263,23 +271,34 @@ export async function runModelCombination(c: ModelCombination): Promise<ModelRes
       const steps: tf.Tensor[] = []
       const expected: tf.Tensor[] = []
       let cache: AttentionCache[] | null = null
-      for (let t = 0; t < N; t++) {
-        const step = tf.slice(tokens, [0, t], [B, 1])
-        const prefix = tf.slice(tokens, [0, 0], [B, t + 1])
-        const prefixMask = mask === null ? null : tf.slice(mask, [0, 0], [B, t + 1])
-        owned.push(step, prefix, ...(prefixMask === null ? [] : [prefixMask]))
-        const result = model.forwardWithCache(step, { ...call, mask: prefixMask, cache })
+      try {
+        for (let t = 0; t < N; t++) {
+          const step = tf.slice(tokens, [0, t], [B, 1])
+          const prefix = tf.slice(tokens, [0, 0], [B, t + 1])
+          const prefixMask = mask === null ? null : tf.slice(mask, [0, 0], [B, t + 1])
+          owned.push(step, prefix, ...(prefixMask === null ? [] : [prefixMask]))
+          const result = model.forwardWithCache(step, { ...call, mask: prefixMask, cache })
+          if (cache !== null) for (const entry of cache) tf.dispose([entry.k, entry.v])
+          cache = result.cache
+          owned.push(result.embeddings, ...(result.logits === null ? [] : [result.logits]))
+          if (result.logits !== null) steps.push(result.logits)
+          const full = model.forward(prefix, { ...call, mask: prefixMask })
+          const last = tf.slice(full, [0, t, 0], [B, 1, NUM_TOKENS])
+          full.dispose()
+          owned.push(last)
+          expected.push(last)
+        }
+        checks.push(compare('cached decoding ≡ full forward', steps, expected, TOL.same))
+      } catch (error) {
+        // A throw is a failed invariant of this row, not a crash of the matrix.
+        checks.push({
+          name: 'cached decoding ≡ full forward',
+          ok: false,
+          detail: `threw: ${(error as Error).message}`,
+        })
+      } finally {
         if (cache !== null) for (const entry of cache) tf.dispose([entry.k, entry.v])
-        cache = result.cache
-        owned.push(result.embeddings)
-        if (result.logits !== null) steps.push(result.logits)
-        const full = model.forward(prefix, { ...call, mask: prefixMask })
-        expected.push(tf.slice(full, [0, t, 0], [B, 1, NUM_TOKENS]))
-        full.dispose()
       }
-      if (cache !== null) for (const entry of cache) tf.dispose([entry.k, entry.v])
-      owned.push(...steps, ...expected)
-      checks.push(compare('cached decoding ≡ full forward', steps, expected, TOL.same))
     }
 
     if (c.heads !== 'MHA') {
