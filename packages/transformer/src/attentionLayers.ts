@@ -63,6 +63,10 @@ export interface AttentionLayersOptions {
   readonly gateResidual?: boolean
   readonly scaleResidual?: boolean
   readonly scaleResidualConstant?: number
+  /** Share one block's parameters across `depth` executions (x-transformers' `weight_tie_layers`). */
+  readonly weightTieLayers?: boolean
+  /** Run the layers in this order (indices, repeats allowed), e.g. `[0, 1, 0, 1]`. */
+  readonly layersExecuteOrder?: readonly number[]
   /** Explicit layer order, e.g. `['a', 'f', 'a', 'f']` ('a' attention, 'c' cross-attention, 'f' feedforward). */
   readonly customLayers?: readonly ('a' | 'c' | 'f')[]
   /** Sandwich transformer: `sandwichCoef` attention layers first and feedforwards last. */
@@ -169,6 +173,8 @@ export class AttentionLayers extends Module {
   readonly alibiSlopes: readonly number[] | null
   readonly softclampOutputValue: number | null
   private readonly slots: LayerSlot[] = []
+  /** Indices into the layers, in execution order (x-transformers' `layers_execute_order`). */
+  readonly executeOrder: readonly number[]
   /** Probability of skipping each layer in training mode (stochastic depth). */
   readonly layerDropouts: readonly number[]
 
@@ -325,8 +331,38 @@ export class AttentionLayers extends Module {
       : ['a', 'f']
     const macaron = options.macaron ?? false
     if (macaron) block = ['f', ...block]
-    const types = layerTypesOf(options, block)
+    let executeOrder: number[] | null =
+      options.layersExecuteOrder === undefined ? null : [...options.layersExecuteOrder]
+    let typeOptions = options
+    if (options.weightTieLayers === true) {
+      // x-transformers: one block of parameters, executed `depth` times.
+      if (
+        executeOrder !== null ||
+        options.customLayers !== undefined ||
+        options.parRatio !== undefined ||
+        options.sandwichCoef !== undefined
+      ) {
+        throw new ConfigError(
+          PKG,
+          'weightTieLayers',
+          'AttentionLayers: weightTieLayers excludes layersExecuteOrder, customLayers, parRatio and sandwichCoef',
+        )
+      }
+      executeOrder = []
+      for (let d = 0; d < (options.depth ?? 0); d++) executeOrder.push(...block.map((_, i) => i))
+      typeOptions = { ...options, depth: 1 }
+    }
+    const types = layerTypesOf(typeOptions, block)
     this.layerTypes = types
+    const order = executeOrder ?? types.map((_, i) => i)
+    if (order.length === 0 || order.some((i) => !(Number.isInteger(i) && i >= 0 && i < types.length))) {
+      throw new ConfigError(
+        PKG,
+        'layersExecuteOrder',
+        `AttentionLayers: layersExecuteOrder must index the ${types.length} layers, got ${JSON.stringify(order)}`,
+      )
+    }
+    this.executeOrder = order
     const dropOption = options.layerDropout ?? 0
     const drops = typeof dropOption === 'number' ? types.map(() => dropOption) : [...dropOption]
     if (drops.length !== types.length || drops.some((p) => !(p >= 0 && p < 1))) {
@@ -419,15 +455,20 @@ export class AttentionLayers extends Module {
 
   /** The attention layers ('a' and 'c'), in order: the KV cache has one entry per layer here. */
   get attentionLayers(): Attention[] {
-    return this.slots.flatMap((slot) => (slot.attention === null ? [] : [slot.attention]))
+    return this.executedSlots.flatMap((slot) => (slot.attention === null ? [] : [slot.attention]))
   }
 
   /** Positions already in `cache` (the length of the first self-attention entry); 0 without one. */
   cacheOffset(cache: readonly AttentionCache[] | null): number {
     if (cache === null) return 0
-    const attnTypes = this.slots.filter((slot) => slot.attention !== null).map((slot) => slot.type)
+    const attnTypes = this.executedSlots.filter((slot) => slot.attention !== null).map((slot) => slot.type)
     const firstSelf = attnTypes.indexOf('a')
     return firstSelf < 0 ? 0 : (cache[firstSelf]?.k.shape[2] ?? 0)
+  }
+
+  /** The layers in execution order (a tied layer appears once per execution). */
+  private get executedSlots(): LayerSlot[] {
+    return this.executeOrder.map((i) => this.slots[i] as LayerSlot)
   }
 
   /** Why this stack cannot decode with a KV cache (the x-transformers option name), or null. */
@@ -455,7 +496,7 @@ export class AttentionLayers extends Module {
           : 'AttentionLayers: context given but crossAttend is off',
       )
     }
-    const numAttention = this.slots.filter((s) => s.attention !== null).length
+    const numAttention = this.executedSlots.filter((s) => s.attention !== null).length
     if (call.cache != null && call.cache.length !== numAttention) {
       throw new ConfigError(
         PKG,
@@ -475,7 +516,8 @@ export class AttentionLayers extends Module {
       let prevAttn: tf.Tensor | null = null
       let prevCrossAttn: tf.Tensor | null = null
       let attnIndex = 0
-      for (const [index, slot] of this.slots.entries()) {
+      for (const index of this.executeOrder) {
+        const slot = this.slots[index] as LayerSlot
         // Stochastic depth (training only, as x-transformers: the layer is skipped entirely).
         const drop = this.layerDropouts[index] ?? 0
         if (this.training && drop > 0 && call.cache == null && Math.random() < drop) continue

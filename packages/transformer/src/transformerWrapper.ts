@@ -32,6 +32,11 @@ export interface TransformerWrapperOptions {
   readonly logitsDim?: number
   /** No output head: `forward` returns embeddings. */
   readonly returnOnlyEmbed?: boolean
+  /**
+   * Fraction of the gradient that reaches the embeddings (CogView / GLM-130B): the forward value
+   * is `x·f + x·(1 − f)` (as x-transformers computes it), the gradient `f·dy`. Default 1.
+   */
+  readonly embFracGradient?: number
   /** Seed of the initial parameters; default 0. */
   readonly seed?: number
 }
@@ -171,6 +176,14 @@ export class TransformerWrapper extends Module {
       )
     }
     this.returnOnlyEmbed = options.returnOnlyEmbed ?? false
+    this.embFracGradient = options.embFracGradient ?? 1
+    if (!(this.embFracGradient > 0 && this.embFracGradient <= 1)) {
+      throw new ConfigError(
+        PKG,
+        'embFracGradient',
+        `TransformerWrapper: embFracGradient must be in (0, 1], got ${this.embFracGradient}`,
+      )
+    }
     this.memoryTokens =
       this.numMemoryTokens > 0
         ? this.addParameter(
@@ -181,6 +194,7 @@ export class TransformerWrapper extends Module {
   }
 
   readonly returnOnlyEmbed: boolean
+  readonly embFracGradient: number
 
   private checkCall(tokens: tf.Tensor, call: WrapperCall): void {
     if (tokens.shape.length !== 2 || tokens.dtype !== 'int32') {
@@ -276,6 +290,7 @@ export class TransformerWrapper extends Module {
       if (this.absPosEmb !== null) x = tf.add(x, this.absPosEmb.apply(n, offset))
       if (this.sinuPosEmb !== null) x = tf.add(x, this.sinuPosEmb.apply(n, offset))
       if (this.postEmbNorm !== null) x = this.postEmbNorm.apply(x)
+      if (this.embFracGradient < 1) x = fractionalGradient(x, this.embFracGradient)
       x = maybeDropout(x, this.embDropout, this.training)
       if (this.projectEmb !== null) x = this.projectEmb.apply(x)
       let mask = call.mask ?? null
@@ -325,4 +340,13 @@ class TokenEmbeddingHolder extends Module {
     super()
     this.emb = this.addModule('emb', new Embedding(num, dim, { rng, std }))
   }
+}
+
+/** `x·f + x·(1 − f)` forward (x-transformers' arithmetic, so the values match), `f·dy` backward. */
+function fractionalGradient(x: tf.Tensor, f: number): tf.Tensor {
+  const op = tf.customGrad(((input: tf.Tensor) => ({
+    value: tf.add(tf.mul(input, tf.scalar(f)), tf.mul(input, tf.scalar(1 - f))),
+    gradFunc: (dy: tf.Tensor | tf.Tensor[]) => [tf.mul(dy as tf.Tensor, tf.scalar(f))],
+  })) as unknown as Parameters<typeof tf.customGrad>[0])
+  return op(x)
 }

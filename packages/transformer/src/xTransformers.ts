@@ -22,7 +22,7 @@ export interface XTransformersConfig {
   readonly [other: string]: unknown
 }
 
-type Kind = 'bool' | 'int' | 'number' | 'intOrList' | 'numberOrList' | 'layerList'
+type Kind = 'bool' | 'int' | 'number' | 'intOrList' | 'intList' | 'numberOrList' | 'layerList'
 
 interface Rule {
   readonly kind: Kind
@@ -74,6 +74,8 @@ const LAYER_RULES: Readonly<Record<string, Rule>> = {
   sandwich_coef: { kind: 'int', to: 'sandwichCoef' },
   par_ratio: { kind: 'int', to: 'parRatio' },
   layer_dropout: { kind: 'numberOrList', to: 'layerDropout' },
+  weight_tie_layers: { kind: 'bool', to: 'weightTieLayers' },
+  layers_execute_order: { kind: 'intList', to: 'layersExecuteOrder' },
 }
 
 const ATTN_RULES: Readonly<Record<string, Rule>> = {
@@ -132,6 +134,7 @@ const WRAPPER_RULES: Readonly<Record<string, Rule>> = {
   l2norm_embed: { kind: 'bool', to: 'l2normEmbed' },
   logits_dim: { kind: 'int', to: 'logitsDim' },
   return_only_embed: { kind: 'bool', to: 'returnOnlyEmbed' },
+  emb_frac_gradient: { kind: 'number', to: 'embFracGradient' },
 }
 
 // Kwargs accepted only at their x-transformers default (they change nothing then); any other value
@@ -145,8 +148,6 @@ const LAYER_DEFAULTS: Readonly<Record<string, unknown>> = {
   use_adaptive_layerscale: false,
   adaptive_condition_mlp: false,
   dim_condition: null,
-  weight_tie_layers: false,
-  layers_execute_order: null,
   resi_dual: false,
   unet_skips: false,
   reinject_input: false,
@@ -179,7 +180,6 @@ const WRAPPER_DEFAULTS: Readonly<Record<string, unknown>> = {
   memory_tokens_interspersed_every: null,
   num_output_heads: 1,
   recycling: false,
-  emb_frac_gradient: 1,
   average_pool_embed: false,
   use_cls_token: false,
   num_cls_tokens: 1,
@@ -202,6 +202,8 @@ function kindMatches(kind: Kind, value: unknown): boolean {
         (typeof value === 'number' && Number.isInteger(value)) ||
         (Array.isArray(value) && value.every((v) => typeof v === 'number' && Number.isInteger(v)))
       )
+    case 'intList':
+      return Array.isArray(value) && value.every((v) => typeof v === 'number' && Number.isInteger(v))
     case 'numberOrList':
       return (
         (typeof value === 'number' && Number.isFinite(value)) ||

@@ -3,6 +3,7 @@ import { ConfigError, SeededRandom } from '@xattn/core'
 import { describeEachBackend, expectClose, expectNoLeaks, randomTensor } from '@xattn/test-utils'
 import { describe, expect, it } from 'vitest'
 import {
+  type AttentionLayersResult,
   alibiSlopes,
   applyRotary,
   createFromXTransformers,
@@ -224,6 +225,37 @@ describeEachBackend('TransformerWrapper', () => {
     model.dispose()
   })
 
+  it('embFracGradient scales the embedding gradients and nothing else', () => {
+    const full = new TransformerWrapper({ numTokens: 32, maxSeqLen: 8, attnLayers: decoder() }).eval()
+    const frac = new TransformerWrapper({
+      numTokens: 32,
+      maxSeqLen: 8,
+      attnLayers: decoder(),
+      embFracGradient: 0.25,
+    }).eval()
+    frac.loadStateDict(full.stateDict())
+    const x = tokens(2, 5)
+    const gradsOf = (m: TransformerWrapper) => {
+      const named = [...m.namedParameters()]
+      const { value, grads } = tf.variableGrads(
+        () => tf.mean(tf.logSumExp(m.forward(x), -1)) as tf.Scalar,
+        named.map(([, v]) => v),
+      )
+      value.dispose()
+      return new Map(named.map(([name, v]) => [name, grads[v.name] as tf.Tensor]))
+    }
+    const g1 = gradsOf(full)
+    const g2 = gradsOf(frac)
+    for (const [name, g] of g1) {
+      const scale = name === 'token_emb.emb.weight' || name === 'pos_emb.emb.weight' ? 0.25 : 1
+      // float32: the forward value x·f + x·(1 − f) may differ from x by an ulp.
+      expectClose(g2.get(name) as tf.Tensor, tf.mul(g, scale), { atol: 1e-5, label: name })
+    }
+    tf.dispose([x, ...g1.values(), ...g2.values()])
+    full.dispose()
+    frac.dispose()
+  })
+
   it('logitsDim and returnOnlyEmbed shape the output', () => {
     const m1 = new TransformerWrapper({ numTokens: 32, maxSeqLen: 8, attnLayers: decoder(), logitsDim: 5 })
     const m2 = new TransformerWrapper({
@@ -292,6 +324,39 @@ describe('layer order', () => {
       t.dispose()
     a.dispose()
     b.dispose()
+  })
+
+  it('weightTieLayers runs one block depth times: the same as an untied stack with copied weights', () => {
+    const tied = new Decoder({ dim: 8, depth: 3, heads: 2, attn: { dimHead: 4 }, weightTieLayers: true })
+    expect([...tied.stateDict().keys()].some((k) => k.startsWith('layers.2.'))).toBe(false)
+    expect(tied.executeOrder).toEqual([0, 1, 0, 1, 0, 1])
+    const untied = new Decoder({ dim: 8, depth: 3, heads: 2, attn: { dimHead: 4 } })
+    const copied = new Map<string, tf.Tensor>()
+    for (const name of untied.stateDict().keys()) {
+      const m = /^layers\.(\d+)\.(.*)$/.exec(name)
+      const source = m === null ? name : `layers.${Number(m[1]) % 2}.${m[2]}`
+      copied.set(name, tied.stateDict().get(source) as tf.Tensor)
+    }
+    untied.loadStateDict(copied)
+    const viaOrder = new Decoder({
+      dim: 8,
+      depth: 1,
+      heads: 2,
+      attn: { dimHead: 4 },
+      layersExecuteOrder: [0, 1, 0, 1, 0, 1],
+    })
+    viaOrder.loadStateDict(tied.stateDict())
+    const x = randomTensor([1, 4, 8], 3)
+    const results = [tied, untied, viaOrder].map((m) => m.forward(x, { returnIntermediates: true }))
+    const [a, b, c] = results as [AttentionLayersResult, AttentionLayersResult, AttentionLayersResult]
+    expectClose(b.out, a.out, { atol: 1e-6 })
+    expectClose(c.out, a.out, { atol: 1e-6 })
+    expect(a.hiddens.length).toBe(7)
+    expect(a.cache.length).toBe(3)
+    for (const r of results)
+      tf.dispose([r.out, ...r.hiddens, ...r.attention, ...r.cache.flatMap((e) => [e.k, e.v])])
+    x.dispose()
+    for (const m of [tied, untied, viaOrder]) m.dispose()
   })
 
   it('layerDropout skips layers only in training mode', () => {
