@@ -402,6 +402,11 @@ export interface FromXTransformersInput extends XTransformersBuildOptions {
    * sinusoidal `inv_freq`). They are recomputed here; given ones are checked against them.
    */
   readonly buffers?: string | Uint8Array | ArrayBuffer
+  /**
+   * A prefix every state-dict key carries and that is removed before loading, e.g. `'net.'` for
+   * the state dict of an `AutoregressiveWrapper`. Keys without it are reported as unexpected.
+   */
+  readonly prefix?: string
 }
 
 /**
@@ -422,7 +427,25 @@ export async function fromXTransformers(input: FromXTransformersInput): Promise<
     const bytes = await readBytes(input.weights)
     const weights = decodeSafetensors(bytes)
     try {
-      model.loadStateDict(weights)
+      const prefix = input.prefix ?? ''
+      const renamed = new Map<string, tf.Tensor>()
+      for (const [key, t] of weights) renamed.set(key.startsWith(prefix) ? key.slice(prefix.length) : key, t)
+      try {
+        model.loadStateDict(renamed)
+      } catch (error) {
+        const hint =
+          prefix === '' && [...weights.keys()].every((k) => k.startsWith('net.'))
+            ? " (every key starts with 'net.': an AutoregressiveWrapper state dict; pass prefix: 'net.')"
+            : ''
+        if (error instanceof StateDictError && hint !== '') {
+          throw new StateDictError(PKG, `${error.message}${hint}`, {
+            missing: [...error.missing],
+            unexpected: [...error.unexpected],
+            misShaped: [...error.misShaped],
+          })
+        }
+        throw error
+      }
     } finally {
       for (const t of weights.values()) t.dispose()
     }

@@ -238,6 +238,19 @@ describe('fromXTransformers rejects what it cannot honour', () => {
     expect(tf.memory().numTensors).toBe(before)
   })
 
+  it('loads an AutoregressiveWrapper state dict with prefix net., and hints at it when missing', async () => {
+    const dir = join(FIXTURES, 'decoder_base')
+    const weights = decodeSafetensors(readFileSync(join(dir, 'model.safetensors')))
+    const prefixed = encodeSafetensors(new Map([...weights].map(([k, t]) => [`net.${k}`, t])))
+    for (const t of weights.values()) t.dispose()
+    const model = await fromXTransformers({ config: base, weights: prefixed, prefix: 'net.' })
+    expect(model.stateDict().size).toBe(caseJson('decoder_base').state_dict.length)
+    model.dispose()
+    await expect(fromXTransformers({ config: base, weights: prefixed })).rejects.toThrow(
+      /pass prefix: 'net.'/,
+    )
+  })
+
   it('checks given non-persistent buffers against the recomputed ones', async () => {
     const dir = join(FIXTURES, 'alibi')
     const config = caseJson('alibi').config
