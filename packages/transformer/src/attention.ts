@@ -403,6 +403,22 @@ export class Attention extends Module {
         )
       }
     }
+    const contextMask = call.contextMask ?? null
+    if (contextMask !== null) {
+      const ok =
+        context !== null &&
+        contextMask.dtype === 'bool' &&
+        contextMask.shape.length === 2 &&
+        contextMask.shape[0] === x.shape[0] &&
+        contextMask.shape[1] === (call.cache != null ? call.cache.k.shape[2] : context.shape[1])
+      if (!ok) {
+        throw new ConfigError(
+          PKG,
+          'contextMask',
+          `Attention: contextMask must be bool [b, mc] matching context${context === null ? ' (no context given)' : ` [${context.shape.join(',')}]`}, got ${contextMask.dtype} [${contextMask.shape.join(',')}]`,
+        )
+      }
+    }
     const needMaps = call.returnAttention === true || call.prevAttn != null
     const useBlocks = this.needsBuildingBlocks || needMaps
     const impl = useBlocks ? null : getAttention(this.attentionName)

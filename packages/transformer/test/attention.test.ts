@@ -237,6 +237,19 @@ describe('Attention configuration errors', () => {
     expect(() => new Attention({ dim: 8, heads: 2, dimHead: 4, sparseTopk: 0 })).toThrow(/sparseTopk/)
     expect(() => new Attention({ dim: 8, heads: 2, dimHead: 4, dropout: 1 })).toThrow(/dropout/)
   })
+  it('rejects a context mask that does not fit the context', () => {
+    const attn = new Attention({ dim: 8, heads: 2, dimHead: 4 })
+    const x = tf.zeros([1, 3, 8])
+    const context = tf.zeros([1, 5, 8])
+    const wrong = tf.ones([1, 4], 'bool')
+    expect(() => attn.forward(x, { context, contextMask: wrong })).toThrow(
+      /contextMask must be bool \[b, mc\]/,
+    )
+    expect(() => attn.forward(x, { contextMask: wrong })).toThrow(/no context given/)
+    for (const t of [x, context, wrong]) t.dispose()
+    attn.dispose()
+  })
+
   it('rejects a mask of the wrong shape before any tensor work', () => {
     const attn = new Attention({ dim: 8, heads: 2, dimHead: 4 })
     const x = tf.zeros([1, 3, 8])
