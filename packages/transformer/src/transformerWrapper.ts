@@ -37,6 +37,8 @@ export interface TransformerWrapperOptions {
    * is `x·f + x·(1 − f)` (as x-transformers computes it), the gradient `f·dy`. Default 1.
    */
   readonly embFracGradient?: number
+  /** Sigsoftmax: the logits become `logits + log σ(logits)`. */
+  readonly sigsoftmaxLogits?: boolean
   /** Seed of the initial parameters; default 0. */
   readonly seed?: number
 }
@@ -176,6 +178,14 @@ export class TransformerWrapper extends Module {
       )
     }
     this.returnOnlyEmbed = options.returnOnlyEmbed ?? false
+    this.sigsoftmaxLogits = options.sigsoftmaxLogits ?? false
+    if (this.sigsoftmaxLogits && this.toLogits === null && !this.tieEmbedding) {
+      throw new ConfigError(
+        PKG,
+        'sigsoftmaxLogits',
+        'TransformerWrapper: sigsoftmaxLogits needs logits (not returnOnlyEmbed)',
+      )
+    }
     this.embFracGradient = options.embFracGradient ?? 1
     if (!(this.embFracGradient > 0 && this.embFracGradient <= 1)) {
       throw new ConfigError(
@@ -195,6 +205,7 @@ export class TransformerWrapper extends Module {
 
   readonly returnOnlyEmbed: boolean
   readonly embFracGradient: number
+  readonly sigsoftmaxLogits: boolean
 
   private checkCall(tokens: tf.Tensor, call: WrapperCall): void {
     if (tokens.shape.length !== 2 || tokens.dtype !== 'int32') {
@@ -311,6 +322,7 @@ export class TransformerWrapper extends Module {
       let logits: tf.Tensor | null = null
       if (this.toLogits !== null) logits = this.toLogits.apply(emb)
       else if (this.tieEmbedding) logits = linearApply(emb, this.tokenEmb.weight)
+      if (logits !== null && this.sigsoftmaxLogits) logits = tf.add(logits, tf.logSigmoid(logits))
       return {
         embeddings: emb,
         ...(logits === null ? {} : { logits }),

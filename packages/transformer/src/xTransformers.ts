@@ -135,6 +135,7 @@ const WRAPPER_RULES: Readonly<Record<string, Rule>> = {
   logits_dim: { kind: 'int', to: 'logitsDim' },
   return_only_embed: { kind: 'bool', to: 'returnOnlyEmbed' },
   emb_frac_gradient: { kind: 'number', to: 'embFracGradient' },
+  sigsoftmax_logits: { kind: 'bool', to: 'sigsoftmaxLogits' },
 }
 
 // Kwargs accepted only at their x-transformers default (they change nothing then); any other value
@@ -147,6 +148,8 @@ const LAYER_DEFAULTS: Readonly<Record<string, unknown>> = {
   use_adaptive_rmsnorm: false,
   use_adaptive_layerscale: false,
   adaptive_condition_mlp: false,
+  adaptive_condition_mlp_expansion: 4,
+  resi_dual_scale: 1,
   dim_condition: null,
   resi_dual: false,
   unet_skips: false,
@@ -167,6 +170,10 @@ const ATTN_DEFAULTS: Readonly<Record<string, unknown>> = {
   tensor_product: false,
   rotary_embed_values: false,
   use_cope: false,
+  cope_max_pos: 16,
+  cope_soft_onehot_pos: false,
+  cope_talking_heads: false,
+  neutreno_alpha: 0.4,
   neutreno_value_residual: false,
   onnxable: false,
   dim_out: null,
@@ -186,7 +193,6 @@ const WRAPPER_DEFAULTS: Readonly<Record<string, unknown>> = {
   squeeze_out_last_dim: false,
   token_emb: null,
   mixture_of_softmax: false,
-  sigsoftmax_logits: false,
 }
 
 function kindMatches(kind: Kind, value: unknown): boolean {

@@ -256,6 +256,25 @@ describeEachBackend('TransformerWrapper', () => {
     frac.dispose()
   })
 
+  it('sigsoftmaxLogits adds log σ(logits)', () => {
+    const plain = new TransformerWrapper({ numTokens: 32, maxSeqLen: 8, attnLayers: decoder() }).eval()
+    const sig = new TransformerWrapper({
+      numTokens: 32,
+      maxSeqLen: 8,
+      attnLayers: decoder(),
+      sigsoftmaxLogits: true,
+    }).eval()
+    sig.loadStateDict(plain.stateDict())
+    const x = tokens(1, 4)
+    const a = plain.forward(x)
+    const b = sig.forward(x)
+    const want = tf.add(a, tf.log(tf.sigmoid(a)))
+    expectClose(b, want, { atol: 1e-5 })
+    tf.dispose([x, a, b, want])
+    plain.dispose()
+    sig.dispose()
+  })
+
   it('logitsDim and returnOnlyEmbed shape the output', () => {
     const m1 = new TransformerWrapper({ numTokens: 32, maxSeqLen: 8, attnLayers: decoder(), logitsDim: 5 })
     const m2 = new TransformerWrapper({
