@@ -28,9 +28,19 @@ export const MODEL_AXES = {
   /**
    * Attention features the flash kernel cannot express (the layer then runs core's reference
    * building blocks, whatever `attention` says): sparse top-k, pre+post talking heads, logit
-   * soft-clamping, value gates, per-head output scales.
+   * soft-clamping, value gates, per-head output scales; and two that flash does run: a zero
+   * key/value slot (addZeroKv) and per-head output gates (gateValueHeads).
    */
-  extras: ['none', 'sparseTopk', 'talkingHeads', 'softclamp', 'gateValues', 'headScale'],
+  extras: [
+    'none',
+    'sparseTopk',
+    'talkingHeads',
+    'softclamp',
+    'gateValues',
+    'headScale',
+    'zeroKv',
+    'gateHeads',
+  ],
   kvCache: ['off', 'on'],
   dropout: ['off', 'on'],
 } as const satisfies Axes
@@ -47,6 +57,7 @@ export const MODEL_NAMED_TRIPLES: readonly Tuple[] = [
   { attention: 'flash', keyMask: 'fullyPadded', causal: 'on' },
   { kvCache: 'on', keyMask: 'leftPadded', causal: 'on' },
   { attention: 'flash', extras: 'sparseTopk', kvCache: 'on' },
+  { attention: 'flash', extras: 'zeroKv', numMemKv: '2', heads: 'MQA' },
 ]
 
 /** An unsupported combination: kept out of the rows and asserted to be rejected. */

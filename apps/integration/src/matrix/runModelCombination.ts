@@ -74,6 +74,8 @@ export function buildModel(
       softclamp: { softclampLogits: true, logitSoftclampValue: 5 },
       gateValues: { gateValues: true },
       headScale: { headScale: true },
+      zeroKv: { addZeroKv: true },
+      gateHeads: { gateValueHeads: true },
     }[c.extras],
   }
   const positions = {
