@@ -26,9 +26,9 @@ export interface DemoOptions {
 }
 
 export const DEFAULTS: DemoOptions = {
-  task: 'reverse',
+  task: 'mixed',
   digits: 6,
-  steps: 400,
+  steps: 600,
   batch: 32,
   dim: 64,
   depth: 2,

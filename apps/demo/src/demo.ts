@@ -124,7 +124,7 @@ export async function runDemo(options: DemoOptions, io: DemoIo, appDir: string):
     io.out(`model: ${describeModel(config, net.parameterCount())}`)
     const trainData = new TaskData(options.task, options.digits, options.seed * 3 + 1)
     const probeData = new TaskData(options.task, options.digits, options.seed * 3 + 2)
-    const probe = batchTensors(probeData, 128)
+    const probe = batchTensors(probeData, 256)
     const startStep = optimizer.stepCount
     const bar = new ProgressBar(io.progress, options.steps, !options.quiet, startStep)
     let probeAccuracy: number | null = null
@@ -150,7 +150,8 @@ export async function runDemo(options: DemoOptions, io: DemoIo, appDir: string):
         lastLoss = info.loss
         tokensSeen += info.tokens
         const done = info.step + 1
-        // Checking the probe every 25 steps costs ~1 step; stop as soon as the target is met.
+        // Checking the probe every 25 steps costs ~1 step; stop once it clears the target with a margin
+        // (4 points over 256 sequences), so the held-out evaluation reaches the target too.
         const check = done % 25 === 0 || done === options.steps
         if (check) {
           net.eval()
@@ -163,7 +164,7 @@ export async function runDemo(options: DemoOptions, io: DemoIo, appDir: string):
           elapsedMs: info.elapsedMs,
           extra: `probe acc ${probeAccuracy === null ? '–' : `${(probeAccuracy * 100).toFixed(0)}%`}`,
         })
-        return check && probeAccuracy !== null && probeAccuracy >= Math.min(1, options.target + 0.02)
+        return check && probeAccuracy !== null && probeAccuracy >= Math.min(1, options.target + 0.04)
           ? false
           : undefined
       },
