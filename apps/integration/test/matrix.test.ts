@@ -104,16 +104,26 @@ describe('model matrix (TransformerWrapper)', () => {
   })
 
   it('the known bugs still reproduce (remove an entry from MODEL_KNOWN_BUGS once fixed)', async () => {
-    expect(MODEL_KNOWN_BUGS.map((b) => b.tuple)).toEqual([{ positions: 'dynamic', kvCache: 'on' }])
-    // DynamicPositionBias with one key position: a 1-token forward on cpu throws.
+    expect(MODEL_KNOWN_BUGS.map((b) => b.tuple)).toEqual([
+      { positions: 'dynamic', kvCache: 'on' },
+      { causal: 'off', depth: '2', kvCache: 'on' },
+    ])
     await useBackend('cpu')
-    const model = buildModel(combinationWith({ positions: 'dynamic' }, MODEL_AXES))
+    // DynamicPositionBias with one key position: a 1-token forward on cpu throws.
+    const dynamic = buildModel(combinationWith({ positions: 'dynamic' }, MODEL_AXES))
     const one = tf.tensor2d([[3]], [1, 1], 'int32')
     try {
-      expect(() => tf.dispose(model.forward(one))).toThrow(/slice/)
+      expect(() => tf.dispose(dynamic.forward(one))).toThrow(/slice/)
     } finally {
       one.dispose()
-      model.dispose()
+      dynamic.dispose()
+    }
+    // An Encoder accepts a KV cache.
+    const encoder = buildModel(combinationWith({ causal: 'off', depth: '2' }, MODEL_AXES))
+    try {
+      expect(encoder.cacheUnsupportedReason()).toBeNull()
+    } finally {
+      encoder.dispose()
     }
   })
 

@@ -97,7 +97,7 @@ function renderModelMatrix(
   lines.push('## Model matrix (`@xattn/transformer`)')
   lines.push('')
   lines.push(
-    'Each row builds a one-layer `TransformerWrapper` (Decoder when causal, Encoder otherwise; 4 query heads of',
+    'Each row builds a small `TransformerWrapper` (Decoder when causal, Encoder otherwise; 4 query heads of',
     'width 32, model width 16, 20 tokens, 4 positions, batch 2) and checks the invariants on its logits: `flash≡ref`',
     '(an identical model with reference attention, same weights), `cache≡full` (`forwardWithCache` one token at',
     'a time against `forward` on each prefix), `gqa≡mha` (an MHA model loaded with the KV weights, memory KV and',

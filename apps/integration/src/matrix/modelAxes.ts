@@ -12,6 +12,8 @@ export const MODEL_AXES = {
   backend: ['cpu', 'wasm'],
   /** Decoder (causal) or Encoder. */
   causal: ['off', 'on'],
+  /** Attention blocks in the stack (each with its feedforward): the cache holds one entry per layer. */
+  depth: ['1', '2'],
   /**
    * Token padding mask (and the context mask under cross-attention): right padding, left
    * padding (the first positions of a row hidden, as batched prompts are), or a fully padded row.
@@ -102,5 +104,10 @@ export const MODEL_KNOWN_BUGS: readonly KnownBug[] = [
     tuple: { positions: 'dynamic', kvCache: 'on' },
     invariant: 'cached decoding ≡ full forward',
     why: "@xattn/transformer DynamicPositionBias breaks with a single key position (the first cached step, or any 1-token input): on cpu the toeplitz slice throws 'slice3D … overflow', on wasm it reads out of bounds",
+  },
+  {
+    tuple: { causal: 'off', depth: '2', kvCache: 'on' },
+    invariant: 'cached decoding ≡ full forward',
+    why: "a KV cache cannot reproduce a non-causal stack deeper than one layer (earlier positions' hidden states would have to see later tokens), yet @xattn/transformer accepts one: an Encoder's cacheUnsupportedReason() is null; it should name causal",
   },
 ]

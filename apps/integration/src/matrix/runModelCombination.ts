@@ -89,7 +89,7 @@ export function buildModel(
   }[c.positions]
   const stackOptions = {
     dim: DIM,
-    depth: 1,
+    depth: Number(c.depth),
     heads: HEADS,
     attn,
     ...(c.crossAttention === 'on' ? { crossAttend: true, crossAttn: { dimHead: DIM_HEAD } } : {}),
