@@ -12,7 +12,22 @@ export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..
  * Scratch space outside the workspace: tarballs and scenario projects live here so that npm in a
  * scenario never sees the pnpm workspace (no hoisted @xattn/* to fall back on by accident).
  */
-export const SCRATCH_ROOT = join(tmpdir(), 'xattn-integration')
+export const SCRATCH_ROOT = join(
+  tmpdir(),
+  `xattn-integration-${createHash('sha256').update(REPO_ROOT).digest('hex').slice(0, 8)}`,
+)
+
+/**
+ * Whether a stale scratch entry may go: only when untouched for 15 minutes, so a run that
+ * started earlier (with other dist contents) is not robbed of its tarball or install.
+ */
+export function isStale(path: string): boolean {
+  try {
+    return Date.now() - statSync(path).mtimeMs > 15 * 60 * 1000
+  } catch {
+    return false
+  }
+}
 
 export interface PublicPackage {
   /** `@xattn/core` */
@@ -85,8 +100,10 @@ export function packPackage(pkg: PublicPackage, { prune = false } = {}): { tarba
     // Stale tarballs of this package (other hashes) go only when one process packs (the global
     // setup): a test worker pruning could delete a tarball another worker has just made.
     for (const entry of prune && existsSync(dir) ? readdirSync(dir) : []) {
-      if (entry.startsWith(`${pkg.folder}-`) && entry.endsWith('.tgz'))
-        rmSync(join(dir, entry), { force: true })
+      const path = join(dir, entry)
+      if (entry.startsWith(`${pkg.folder}-`) && entry.endsWith('.tgz') && isStale(path)) {
+        rmSync(path, { force: true })
+      }
     }
     const work = join(dir, `tmp-${pkg.folder}-${process.pid}-${Date.now()}`)
     mkdirSync(work, { recursive: true })

@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { packPackage, publicPackages, SCRATCH_ROOT } from './packing.js'
+import { isStale, packPackage, publicPackages, SCRATCH_ROOT } from './packing.js'
 
 /** Registry packages every scenario installs (the peers users bring themselves). */
 export const TFJS_PACKAGES = ['@tensorflow/tfjs-core@4.22.0', '@tensorflow/tfjs-backend-cpu@4.22.0']
@@ -88,7 +88,8 @@ function pruneOtherVersions(parent: string, prefix: string, keep: string): void 
   if (!existsSync(parent)) return
   for (const entry of readdirSync(parent)) {
     const path = join(parent, entry)
-    if (entry.startsWith(prefix) && path !== keep) rmSync(path, { recursive: true, force: true })
+    if (entry.startsWith(prefix) && path !== keep && isStale(path))
+      rmSync(path, { recursive: true, force: true })
   }
 }
 
