@@ -15,7 +15,6 @@ import {
   Decoder,
   fromXTransformers,
   TransformerWrapper,
-  train,
   warmupCosineSchedule,
 } from '@xattn/transformer'
 import { CorpusSampler, decode, encode, VOCAB } from './corpus.js'
@@ -170,7 +169,12 @@ export class PlaygroundSession {
     return this.optimizer?.stepCount ?? 0
   }
 
-  /** Trains `steps` more optimiser steps on windows of `text`; reports after every step. */
+  /**
+   * Trains `steps` more optimiser steps on windows of `text`; reports after every step. The loop
+   * is the library's `train` (AdamW, warmup + cosine, global-norm clipping) written with
+   * asynchronous reads only: tfjs-webgpu's synchronous read path (a canvas copy) loses the device
+   * under headless SwiftShader, and async reads let the page repaint between steps anyway.
+   */
   async train(
     text: string,
     steps: number,
@@ -181,37 +185,55 @@ export class PlaygroundSession {
       throw new Error(`training needs a ${VOCAB}-token vocabulary (this model has ${this.numTokens})`)
     }
     const lr = 3e-3
-    this.optimizer ??= new AdamW(this.net, { lr, weightDecay: 0.01 })
+    const optimizer = (this.optimizer ??= new AdamW(this.net, { lr, weightDecay: 0.01 }))
     const sampler = new CorpusSampler(text, TRAIN_SEQ_LEN, 1 + this.steps)
-    const target = this.steps + steps
-    const result = await train({
-      model: this.net,
-      optimizer: this.optimizer,
-      steps: target,
-      batch: () => tf.tensor2d(sampler.batch(batch), [batch, TRAIN_SEQ_LEN + 1], 'int32'),
-      loss: (tokens) => this.ar.loss(tokens),
-      tokensIn: (tokens) => tokens.size,
-      schedule: warmupCosineSchedule({
-        peakLr: lr,
-        warmupSteps: 10,
-        totalSteps: Math.max(target, 400),
-        minLr: lr / 10,
-      }),
-      clipNorm: 1,
-      onStep: async (info) => {
-        this.tokensSeen += info.tokens
-        this.trainMs += info.stepMs
-        const stop = onStep({
-          step: info.step + 1,
-          loss: info.loss,
-          tokensPerSecond: this.tokensSeen / (this.trainMs / 1000),
-        })
-        // Let the page repaint between steps.
-        await new Promise((resolve) => setTimeout(resolve, 0))
-        return stop
-      },
-    })
-    return [...result.losses]
+    const schedule = warmupCosineSchedule({ peakLr: lr, warmupSteps: 10, totalSteps: 400, minLr: lr / 10 })
+    const named = [...this.net.namedParameters()].filter(([, v]) => v.trainable)
+    const nameOf = new Map(named.map(([name, v]) => [v.name, name]))
+    const losses: number[] = []
+    this.net.train()
+    for (let s = 0; s < steps; s++) {
+      const started = performance.now()
+      const tokens = tf.tensor2d(sampler.batch(batch), [batch, TRAIN_SEQ_LEN + 1], 'int32')
+      const { value, grads } = tf.variableGrads(
+        () => this.ar.loss(tokens),
+        named.map(([, v]) => v),
+      )
+      tokens.dispose()
+      const clipped = new Map<string, tf.Tensor>()
+      tf.tidy(() => {
+        // Clip by the global norm (max 1) on the device: no read-back needed for the coefficient.
+        const list = Object.values(grads)
+        // Pairwise adds, not addN: webgpu's AddN binds every input, past the 8 storage buffers a
+        // shader stage may have.
+        const norm = tf.sqrt(
+          list.map((g) => tf.sum(tf.square(g))).reduce((a, x) => tf.add(a, x), tf.scalar(0)),
+        )
+        const coefficient = tf.minimum(tf.scalar(1), tf.div(tf.scalar(1), tf.add(norm, tf.scalar(1e-6))))
+        for (const [variableName, grad] of Object.entries(grads)) {
+          const name = nameOf.get(variableName)
+          if (name !== undefined) clipped.set(name, tf.keep(tf.mul(grad, coefficient)))
+        }
+      })
+      tf.dispose(Object.values(grads))
+      optimizer.step(clipped, { lr: schedule(optimizer.stepCount) })
+      tf.dispose([...clipped.values()])
+      const loss = (await value.data())[0] as number
+      value.dispose()
+      losses.push(loss)
+      this.tokensSeen += batch * TRAIN_SEQ_LEN
+      this.trainMs += performance.now() - started
+      const stop = onStep({
+        step: optimizer.stepCount,
+        loss,
+        tokensPerSecond: this.tokensSeen / (this.trainMs / 1000),
+      })
+      if (stop === false) break
+      // Let the page repaint between steps.
+      await new Promise((resolve) => setTimeout(resolve, 0))
+    }
+    this.net.eval()
+    return losses
   }
 
   /** Greedy (or sampled) continuation of a prompt with the KV cache. */
