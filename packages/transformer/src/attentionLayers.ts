@@ -81,6 +81,10 @@ export interface AttentionLayersOptions {
   /** Token shift per layer: a number for every layer or one per layer. */
   readonly shiftTokens?: number | readonly number[]
   readonly sandwichNorm?: boolean
+  /** ResiDual (post-norm layers plus a normalised outer residual stream added at the end). */
+  readonly resiDual?: boolean
+  /** Scale of the outer residual stream, in (0, 1]; default 1. */
+  readonly resiDualScale?: number
   readonly useLayerscale?: boolean
   readonly layerscaleInitValue?: number
   readonly softclampOutput?: boolean
@@ -173,6 +177,8 @@ export class AttentionLayers extends Module {
   readonly alibiSlopes: readonly number[] | null
   readonly softclampOutputValue: number | null
   private readonly slots: LayerSlot[] = []
+  /** ResiDual's outer-residual scale, or null without ResiDual. */
+  readonly resiDualScale: number | null
   /** Indices into the layers, in execution order (x-transformers' `layers_execute_order`). */
   readonly executeOrder: readonly number[]
   /** Probability of skipping each layer in training mode (stochastic depth). */
@@ -242,10 +248,28 @@ export class AttentionLayers extends Module {
         'AttentionLayers: rotaryXpos needs causal attention (a Decoder)',
       )
     }
-    this.preNorm = options.preNorm ?? true
     const sandwich = options.sandwichNorm ?? false
+    const resiDual = options.resiDual ?? false
+    if (resiDual && sandwich) {
+      throw new ConfigError(
+        PKG,
+        'resiDual',
+        'AttentionLayers: choose either sandwichNorm or resiDual, not both',
+      )
+    }
+    // ResiDual is post-norm plus a pre-norm-style outer residual stream.
+    this.preNorm = resiDual ? false : (options.preNorm ?? true)
     if (sandwich && !this.preNorm)
       throw new ConfigError(PKG, 'sandwichNorm', 'AttentionLayers: sandwichNorm needs preNorm')
+    const resiDualScale = options.resiDualScale ?? 1
+    if (!(resiDualScale > 0 && resiDualScale <= 1)) {
+      throw new ConfigError(
+        PKG,
+        'resiDualScale',
+        `AttentionLayers: resiDualScale must be in (0, 1], got ${resiDualScale}`,
+      )
+    }
+    this.resiDualScale = resiDual ? resiDualScale : null
     this.residualAttn = options.residualAttn ?? false
     this.crossResidualAttn = options.crossResidualAttn ?? false
     this.softclampOutputValue = options.softclampOutput === true ? (options.softclampOutputValue ?? 30) : null
@@ -450,7 +474,7 @@ export class AttentionLayers extends Module {
         residual,
       })
     })
-    this.finalNorm = this.preNorm ? this.addModule('final_norm', makeNorm()) : null
+    this.finalNorm = this.preNorm || resiDual ? this.addModule('final_norm', makeNorm()) : null
   }
 
   /** The attention layers ('a' and 'c'), in order: the KV cache has one entry per layer here. */
@@ -513,6 +537,8 @@ export class AttentionLayers extends Module {
       const maps: tf.Tensor[] = []
       const caches: tf.Tensor[] = []
       let h: tf.Tensor = x
+      const resiScale = this.resiDualScale
+      let outer: tf.Tensor | null = resiScale === null ? null : tf.mul(x, tf.scalar(resiScale))
       let prevAttn: tf.Tensor | null = null
       let prevCrossAttn: tf.Tensor | null = null
       let attnIndex = 0
@@ -554,6 +580,7 @@ export class AttentionLayers extends Module {
         }
         if (slot.branchScale !== 1) out = tf.mul(out, tf.scalar(slot.branchScale))
         if (slot.layerScale !== null) out = slot.layerScale.scale(out)
+        if (outer !== null) outer = tf.add(outer, tf.mul(out, tf.scalar(resiScale as number)))
         if (slot.postBranchNorm !== null) out = slot.postBranchNorm.apply(out)
         h = slot.residual.join(out, residual)
         if (slot.postMainNorm !== null) h = slot.postMainNorm.apply(h)
@@ -561,7 +588,14 @@ export class AttentionLayers extends Module {
       if (wantIntermediates) hiddens.push(h === x ? tf.clone(h) : h)
       if (this.softclampOutputValue !== null) h = softclamp(h, this.softclampOutputValue)
       // Post-norm stacks have no final norm: the output must still be a tensor distinct from the hiddens.
-      const final = this.finalNorm !== null ? this.finalNorm.apply(h) : wantIntermediates ? tf.clone(h) : h
+      const final =
+        outer !== null && this.finalNorm !== null
+          ? tf.add(h, this.finalNorm.apply(outer))
+          : this.finalNorm !== null
+            ? this.finalNorm.apply(h)
+            : wantIntermediates
+              ? tf.clone(h)
+              : h
       return { out: final, hiddens, maps, caches }
     })
     const cache: AttentionCache[] = []

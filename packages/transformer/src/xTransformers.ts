@@ -75,6 +75,8 @@ const LAYER_RULES: Readonly<Record<string, Rule>> = {
   par_ratio: { kind: 'int', to: 'parRatio' },
   layer_dropout: { kind: 'numberOrList', to: 'layerDropout' },
   weight_tie_layers: { kind: 'bool', to: 'weightTieLayers' },
+  resi_dual: { kind: 'bool', to: 'resiDual' },
+  resi_dual_scale: { kind: 'number', to: 'resiDualScale' },
   layers_execute_order: { kind: 'intList', to: 'layersExecuteOrder' },
 }
 
@@ -149,9 +151,7 @@ const LAYER_DEFAULTS: Readonly<Record<string, unknown>> = {
   use_adaptive_layerscale: false,
   adaptive_condition_mlp: false,
   adaptive_condition_mlp_expansion: 4,
-  resi_dual_scale: 1,
   dim_condition: null,
-  resi_dual: false,
   unet_skips: false,
   reinject_input: false,
   add_value_residual: false,

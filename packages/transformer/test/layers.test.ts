@@ -158,6 +158,37 @@ describeEachBackend('stack options', () => {
     stack.dispose()
   })
 
+  it('resiDual: post-norm layers plus the normalised, scaled outer residual', () => {
+    const stack = new Encoder({
+      dim: 8,
+      depth: 2,
+      heads: 2,
+      attn: { dimHead: 4 },
+      zeroInitBranchOutput: true,
+      resiDual: true,
+      resiDualScale: 0.5,
+    })
+    expect([...stack.stateDict().keys()].filter((k) => k.endsWith('gamma')).sort()).toEqual([
+      'final_norm.gamma',
+      'layers.0.0.2.gamma',
+      'layers.1.0.2.gamma',
+      'layers.2.0.2.gamma',
+      'layers.3.0.2.gamma',
+    ])
+    const x = randomTensor([1, 4, 8], 6)
+    const r = stack.forward(x)
+    // Zero branches: the inner stream is LayerNorm applied 4 times, the outer one stays 0.5·x.
+    const ln = (t: tf.Tensor) => {
+      const { mean, variance } = tf.moments(t, -1, true)
+      return tf.div(tf.sub(t, mean), tf.sqrt(tf.add(variance, 1e-5)))
+    }
+    const want = tf.tidy(() => tf.add(ln(ln(ln(ln(x)))), ln(tf.mul(x, 0.5))))
+    expectClose(r.out, want, { atol: 1e-5 })
+    expect(() => new Encoder({ dim: 8, depth: 1, resiDual: true, sandwichNorm: true })).toThrow(/resiDual/)
+    tf.dispose([x, want, r.out, ...r.cache.flatMap((c) => [c.k, c.v])])
+    stack.dispose()
+  })
+
   it('onlyCross builds cross-attention + feedforward blocks that read the context', () => {
     const stack = new Decoder({
       dim: 8,

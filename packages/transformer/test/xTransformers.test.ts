@@ -169,7 +169,7 @@ describe('fromXTransformers rejects what it cannot honour', () => {
       layers_kwargs: {
         ...base.layers_kwargs,
         attn_sigmoid: true,
-        resi_dual: true,
+        unet_skips: true,
         ff_dim_out: 16,
         made_up: 1,
       },
@@ -183,7 +183,7 @@ describe('fromXTransformers rejects what it cannot honour', () => {
     }
     expect(error).toBeInstanceOf(ConfigError)
     const message = (error as ConfigError).message
-    const names = ['attn_sigmoid', 'resi_dual', 'ff_dim_out', 'made_up', 'recycling']
+    const names = ['attn_sigmoid', 'unet_skips', 'ff_dim_out', 'made_up', 'recycling']
     for (const kwarg of names) expect(message).toContain(kwarg)
     expect(names).toContain((error as ConfigError).option)
   })
