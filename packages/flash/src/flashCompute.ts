@@ -92,9 +92,12 @@ function copyRowsIn(
     heap.set(src.subarray(from, from + rows * width), at)
     return
   }
-  heap.fill(0, at, at + rows * stride)
-  for (let r = 0; r < rows; r++)
-    heap.set(src.subarray(from + r * width, from + (r + 1) * width), at + r * stride)
+  for (let r = 0; r < rows; r++) {
+    const dstRow = at + r * stride
+    const srcRow = from + r * width
+    for (let c = 0; c < width; c++) heap[dstRow + c] = src[srcRow + c] as number
+    for (let c = width; c < stride; c++) heap[dstRow + c] = 0
+  }
 }
 
 function copyRowsOut(
@@ -110,8 +113,11 @@ function copyRowsOut(
     dst.set(heap.subarray(at, at + rows * width), to)
     return
   }
-  for (let r = 0; r < rows; r++)
-    dst.set(heap.subarray(at + r * stride, at + r * stride + width), to + r * width)
+  for (let r = 0; r < rows; r++) {
+    const srcRow = at + r * stride
+    const dstRow = to + r * width
+    for (let c = 0; c < width; c++) dst[dstRow + c] = heap[srcRow + c] as number
+  }
 }
 
 interface GroupShape {
