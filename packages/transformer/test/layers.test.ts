@@ -8,6 +8,7 @@ import {
   applyRotary,
   createFromXTransformers,
   Decoder,
+  DynamicPositionBias,
   Encoder,
   FeedForward,
   RelativePositionBias,
@@ -47,6 +48,81 @@ describe('positions', () => {
     expect(at(20)).toBe(26)
     expect(at(-200)).toBe(15)
     bias.dispose()
+  })
+
+  it('T5 buckets with custom numBuckets / maxDistance (causal)', () => {
+    const bias = new RelativePositionBias({
+      heads: 1,
+      causal: true,
+      scale: 1,
+      numBuckets: 8,
+      maxDistance: 16,
+      rng: new SeededRandom(0),
+    })
+    // One query at position 20 against keys 0…20: distance n = 20 - key; max_exact 4;
+    // n ≥ 4 → 4 + ⌊log(n/4) / log(4) · 4⌋, capped at 7.
+    const buckets = bias.buckets(1, 21)
+    expect([20, 17, 16, 12, 0].map((k) => buckets[k])).toEqual([0, 3, 4, 6, 7])
+    bias.dispose()
+  })
+
+  it('rotary base rescaling and the xpos scale base follow their formulas', () => {
+    const dim = 8
+    const rescaled = new RotaryEmbedding({ dim, baseRescaleFactor: 2, useXpos: true, scaleBase: 4 })
+    const invFreq = rescaled.stateDict().get('inv_freq') as tf.Tensor
+    const base = 10000 * 2 ** (dim / (dim - 2))
+    expectClose(
+      invFreq,
+      [0, 2, 4, 6].map((i) => 1 / base ** (i / dim)),
+      { atol: 0, rtol: 1e-6 },
+    )
+    const { freqs, scale } = rescaled.apply(5)
+    const xposScale = [0, 2, 4, 6].map((i) => (i + 0.4 * dim) / (1.4 * dim))
+    const expected: number[] = []
+    for (let t = 0; t < 5; t++)
+      for (const s of xposScale) expected.push(s ** ((t - 2) / 4), s ** ((t - 2) / 4))
+    expectClose(scale as tf.Tensor, expected, { atol: 0, rtol: 1e-5 })
+    tf.dispose([freqs, scale as tf.Tensor])
+    rescaled.dispose()
+  })
+
+  it('dynamic position bias with log distance and a 3-layer MLP', () => {
+    const dyn = new DynamicPositionBias({
+      dim: 4,
+      heads: 2,
+      depth: 3,
+      logDistance: true,
+      rng: new SeededRandom(1),
+    })
+    const names = [...dyn.stateDict().keys()].sort()
+    expect(names).toEqual([
+      'mlp.0.0.bias',
+      'mlp.0.0.weight',
+      'mlp.1.0.bias',
+      'mlp.1.0.weight',
+      'mlp.2.0.bias',
+      'mlp.2.0.weight',
+      'mlp.3.bias',
+      'mlp.3.weight',
+    ])
+    const got = dyn.bias(3, 3)
+    // Oracle for one entry: query 2, key 0 → distance 2 → input sign(2)·log(3).
+    const params = dyn.stateDict()
+    const w = (n: string) => params.get(n) as tf.Tensor
+    const silu = (t: tf.Tensor) => tf.mul(t, tf.sigmoid(t))
+    const want = tf.tidy(() => {
+      let hidden: tf.Tensor = tf.tensor2d([[Math.log(3)]])
+      for (const layer of [0, 1, 2]) {
+        hidden = silu(
+          tf.add(tf.matMul(hidden, w(`mlp.${layer}.0.weight`), false, true), w(`mlp.${layer}.0.bias`)),
+        )
+      }
+      return tf.add(tf.matMul(hidden, w('mlp.3.weight'), false, true), w('mlp.3.bias'))
+    })
+    const entry = tf.tidy(() => tf.reshape(tf.slice(got, [0, 2, 0], [2, 1, 1]), [1, 2]))
+    expectClose(entry, want, { atol: 1e-6 })
+    tf.dispose([got, want, entry])
+    dyn.dispose()
   })
 
   it('rotary rotates interleaved pairs of the first rotary features only', () => {
