@@ -102,9 +102,9 @@ function renderModelMatrix(
     '(an identical model with reference attention, same weights), `cache≡full` (`forwardWithCache` one token at',
     'a time against `forward` on each prefix), `gqa≡mha` (an MHA model loaded with the KV weights, memory KV and',
     'per-KV-head qk-norm scales repeated per query head), `dropout` (train mode: finite, differs from eval),',
-    "`fwd`/`grad` finite and `no-leak`. With `extras` other than none the layer runs core's reference building",
-    'blocks even when attention=flash (the flash kernel cannot express them; `@xattn/transformer` falls back by',
-    'design), so `flash≡ref` holds trivially in those rows.',
+    "`fwd`/`grad` finite and `no-leak`. With extras sparseTopk, talkingHeads or softclamp the layer runs core's",
+    'reference building blocks even when attention=flash (the kernel cannot express them; `@xattn/transformer`',
+    'falls back by design); `flash≡ref` also checks which path ran (the flash kernel in every other flash row).',
   )
   lines.push('')
   lines.push('| axis | values |')

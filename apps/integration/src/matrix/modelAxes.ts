@@ -28,10 +28,10 @@ export const MODEL_AXES = {
   /** Learned memory tokens prepended to the sequence (TransformerWrapper numMemoryTokens). */
   memoryTokens: ['0', '2'],
   /**
-   * Attention features the flash kernel cannot express (the layer then runs core's reference
-   * building blocks, whatever `attention` says): sparse top-k, pre+post talking heads, logit
-   * soft-clamping, value gates, per-head output scales; and two that flash does run: a zero
-   * key/value slot (addZeroKv) and per-head output gates (gateValueHeads).
+   * Attention extras. sparseTopk, talkingHeads (pre + post) and softclamp cannot be expressed by
+   * the flash kernel: @xattn/transformer then runs core's reference building blocks whatever
+   * `attention` says (the matrix checks which path ran). gateValues, headScale, zeroKv (addZeroKv)
+   * and gateHeads (gateValueHeads) run on flash.
    */
   extras: [
     'none',

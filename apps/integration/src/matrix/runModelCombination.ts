@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs-core'
 import { useBackend } from '@xattn/core'
 import '@xattn/flash'
 import { type AttentionCache, Decoder, Encoder, TransformerWrapper } from '@xattn/transformer'
+import { flashCalls } from './flashCalls.js'
 import type { ModelCombination } from './modelAxes.js'
 
 /** One invariant checked on a model combination. */
@@ -50,6 +51,9 @@ const TOL = {
   flashGrad: { atol: 5e-4, rtol: 1e-3 },
   same: { atol: 2e-5, rtol: 1e-4 },
 }
+
+/** Extras that make @xattn/transformer run core's reference building blocks even under flash. */
+const FALLBACK_EXTRAS: ReadonlySet<string> = new Set(['sparseTopk', 'talkingHeads', 'softclamp'])
 
 const kvHeadsOf = (heads: ModelCombination['heads']) => (heads === 'MHA' ? HEADS : heads === 'GQA' ? 2 : 1)
 
@@ -234,7 +238,9 @@ export async function runModelCombination(c: ModelCombination): Promise<ModelRes
     const call = { mask, context, contextMask }
     model.eval()
 
+    const callsBefore = flashCalls()
     const out = model.forward(tokens, call)
+    const flashRan = flashCalls() > callsBefore
     owned.push(out)
     checks.push({ name: 'finite forward', ok: finite([out]), detail: `logits [${out.shape.join(',')}]` })
     const grads = gradients(model, tokens, call)
@@ -262,10 +268,13 @@ export async function runModelCombination(c: ModelCombination): Promise<ModelRes
       owned.push(refOut, ...refGrads)
       const forward = compare('flash ≡ reference', [out], [refOut], TOL.flashOut)
       const backward = compare('flash ≡ reference', grads, refGrads, TOL.flashGrad)
+      // Extras the kernel cannot express run the reference blocks by design; all others must
+      // really have run flash.
+      const fallback = FALLBACK_EXTRAS.has(c.extras)
       checks.push({
         name: 'flash ≡ reference',
-        ok: forward.ok && backward.ok,
-        detail: `logits ${forward.detail}; gradients ${backward.detail}`,
+        ok: forward.ok && backward.ok && flashRan !== fallback,
+        detail: `logits ${forward.detail}; gradients ${backward.detail}; flash kernel ran: ${flashRan} (expected ${!fallback})`,
       })
     }
 
