@@ -181,19 +181,22 @@ function zero(ptr: usize, floats: i32): void {
 // of a tile to the same cache set.
 function transposeTiles(src: usize, rows: i32, cols: i32, dst: usize): void {
   const srcRowBytes = (<usize>cols) << 2
+  const dstRowBytes = (<usize>BC) << 2
   const tiles = (rows + BC - 1) / BC
   for (let t = 0; t < tiles; t++) {
     const tileBase = dst + <usize>t * cols * BC * 4
     const j0 = t * BC
     const count = min(BC, rows - j0)
-    for (let c = 0; c < cols; c++) {
-      const dRow = tileBase + <usize>c * BC * 4
-      let sp = src + <usize>j0 * srcRowBytes + ((<usize>c) << 2)
-      for (let jj = 0; jj < count; jj++) {
-        store<f32>(dRow + ((<usize>jj) << 2), load<f32>(sp))
-        sp += srcRowBytes
+    if (count < BC) zero(tileBase, cols * BC)
+    // Source rows are read in order and scattered into the 16 KB tile, which stays in L1; walking
+    // a source column instead strides through all of K and costs more than it moves.
+    for (let jj = 0; jj < count; jj++) {
+      const sRow = src + <usize>(j0 + jj) * srcRowBytes
+      let dp = tileBase + ((<usize>jj) << 2)
+      for (let c = 0; c < cols; c++) {
+        store<f32>(dp, load<f32>(sRow + ((<usize>c) << 2)))
+        dp += dstRowBytes
       }
-      for (let jj = count; jj < BC; jj++) store<f32>(dRow + ((<usize>jj) << 2), 0)
     }
   }
 }
