@@ -16,7 +16,7 @@ import {
 
 // The acceptance test of issue 5, against the built packages: every x-transformers fixture case
 // through `fromXTransformers` on cpu and wasm, with reference and flash attention, plus loss and
-// gradients (reference attention) where the case has train.safetensors. The models are tiny, so
+// gradients where the case has train.safetensors. The models are tiny, so
 // the whole matrix takes seconds; `pnpm parity` prints the same matrix.
 
 const FIXTURES = fileURLToPath(new URL('../../../fixtures/x-transformers/', import.meta.url))
@@ -81,7 +81,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
     }
   })
 
-  describe(`parity: ${backend}, flash attention, every case`, () => {
+  describe(`parity: ${backend}, flash attention, every case (with loss and gradients where recorded)`, () => {
     beforeAll(async () => {
       await setBackend(backend)
     })
@@ -90,7 +90,9 @@ for (const backend of ['cpu', 'wasm'] as const) {
     })
     for (const c of CASES) {
       it(c.name, async () => {
-        expectPass(await runVariant(c, backend, 'flash'))
+        const result = await runVariant(c, backend, 'flash', { train: true })
+        expectPass(result)
+        if (TRAIN_CASES.includes(c.name)) expect(result.train?.ok, 'flash loss and gradients').toBe(true)
       })
     }
   })
