@@ -42,9 +42,9 @@ const VALUE_DIM_HEAD = 40
 const CONTEXT_LEN = 6
 const DROPOUT = 0.25
 
-// Float32 tolerances on logits (O(1): one layer, Kaiming-scale weights, 20-way head). Flash
-// reorders the softmax sums (online, tiled): 5e-5; gradients of sum(logits²) accumulate over
-// b·n positions and both layers' parameters: 5e-4 + 1e-3 relative. Cached decoding and the
+// Float32 tolerances on logits (O(1): one or two pre-norm layers, Kaiming-scale weights, 20-way
+// head). Flash reorders the softmax sums (online, tiled): 5e-5; gradients of sum(logits²)
+// accumulate over b·n positions into every parameter: 5e-4 + 1e-3 relative. Cached decoding and the
 // GQA/MHA twin run the same kernels on equal values in other shapes: 2e-5.
 const TOL = {
   flashOut: { atol: 5e-5, rtol: 1e-4 },
