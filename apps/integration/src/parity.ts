@@ -2,7 +2,12 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import { ConfigError, decodeSafetensors, listAttention, useBackend } from '@xattn/core'
-import { fromXTransformers, type TransformerWrapper, type XTransformersConfig } from '@xattn/transformer'
+import {
+  AutoregressiveWrapper,
+  fromXTransformers,
+  type TransformerWrapper,
+  type XTransformersConfig,
+} from '@xattn/transformer'
 
 /** Logits tolerance of the acceptance test (float32 over a 2-layer model: observed errors are ~1e-6). */
 export const LOGITS_ATOL = 1e-4
@@ -168,24 +173,23 @@ function firstDivergingLayer(
 }
 
 /**
- * x-transformers' AutoregressiveWrapper loss (mean next-token cross-entropy over all b·(n-1)
- * targets; the net sees `tokens[:, :-1]` and `mask[:, :-1]`) and its gradient for every parameter.
+ * The training loss through @xattn/transformer's AutoregressiveWrapper (x-transformers' loss: mean
+ * next-token cross-entropy over all b·(n-1) targets; the net sees `tokens[:, :-1]` and
+ * `mask[:, :-1]`) and its gradient for every parameter.
  */
 function checkTraining(model: TransformerWrapper, dir: string, inputs: CaseInputs) {
   const expected = read(dir, 'train.safetensors')
   try {
-    const [b, n] = inputs.tokens.shape as [number, number]
+    // x-transformers' AutoregressiveWrapper(model, ignore_index=-100, pad_value=0): inputs
+    // tokens[:, :-1] with mask[:, :-1], targets tokens[:, 1:], mean cross-entropy.
+    const wrapper = new AutoregressiveWrapper(model)
     const named = [...model.namedParameters()]
     const { value, grads } = tf.variableGrads(
-      () => {
-        const x = tf.slice(inputs.tokens, [0, 0], [b, n - 1])
-        const targets = tf.slice(inputs.tokens, [0, 1], [b, n - 1])
-        const mask = inputs.mask === null ? null : tf.slice(inputs.mask, [0, 0], [b, n - 1])
-        const logits = model.forward(x, { mask })
-        const logProbs = tf.logSoftmax(logits, -1)
-        const picked = tf.sum(tf.mul(logProbs, tf.oneHot(targets, logits.shape[2])), -1)
-        return tf.neg(tf.mean(picked)) as tf.Scalar
-      },
+      () =>
+        wrapper.loss(
+          inputs.tokens as tf.Tensor2D,
+          inputs.mask === null ? {} : { mask: inputs.mask as tf.Tensor2D },
+        ),
       named.map(([, v]) => v),
     )
     const wantLoss = (expected.get('loss') as tf.Tensor).dataSync()[0] as number
