@@ -496,6 +496,16 @@ function rowLogits(
   return hmax(vMax)
 }
 
+// Whether any of the `cols` keys from j0 is visible under the key-padding mask: key tiles that are
+// all padding (common at the end of padded batches) are skipped outright, since every one of their
+// probabilities would be 0.
+function tileVisible(keyAdd: usize, j0: i32, cols: i32): bool {
+  for (let j = 0; j < cols; j++) {
+    if (load<f32>(keyAdd + ((<usize>(j0 + j)) << 2)) === 0) return true
+  }
+  return false
+}
+
 function scaleRow(row: usize, width: i32, factor: f32): void {
   const f = f32x4.splat(factor)
   for (let c = 0; c < width; c += 4) {
@@ -558,6 +568,7 @@ export function forward(
     for (let j0 = 0; j0 < kvEnd; j0 += BC) {
       const cols = min(BC, kvEnd - j0)
       const colsPad = (cols + 7) & ~7
+      if (hasMask && !tileVisible(keyAdd, j0, cols)) continue
       for (let r = 0; r < groupHeads; r++) {
         const head = firstHead + r * headStep
         const slope: f32 = hasSlopes ? load<f32>(slopes + ((<usize>r) << 2)) : 0
@@ -693,6 +704,7 @@ export function backward(
   for (let j0 = 0; j0 < m; j0 += BC) {
     const cols = min(BC, m - j0)
     const colsPad = (cols + 7) & ~7
+    if (hasMask && !tileVisible(keyAdd, j0, cols)) continue
     for (let r = 0; r < groupHeads; r++) {
       const head = firstHead + r * headStep
       const slope: f32 = hasSlopes ? load<f32>(slopes + ((<usize>r) << 2)) : 0

@@ -33,9 +33,11 @@ interface Case {
   params: FlashParams
   mask: boolean
   bias: boolean
+  /** Overrides the random key mask: whether key j of batch b is visible. */
+  visible?: (b: number, j: number) => boolean
 }
 
-function runCase({ dims, params, mask, bias }: Case, seed: number) {
+function runCase({ dims, params, mask, bias, visible }: Case, seed: number) {
   const next = rng(seed)
   const { b, h, kvh, n, m, d, dv } = dims
   const q = uniform(b * h * n * d, next)
@@ -43,6 +45,9 @@ function runCase({ dims, params, mask, bias }: Case, seed: number) {
   const v = uniform(b * kvh * m * dv, next)
   const keyMask = mask ? Uint8Array.from({ length: b * m }, () => (next() < 0.7 ? 1 : 0)) : null
   if (keyMask !== null && b > 1) keyMask.fill(0, 0, m)
+  if (keyMask !== null && visible !== undefined) {
+    for (let e = 0; e < keyMask.length; e++) keyMask[e] = visible(Math.floor(e / m), e % m) ? 1 : 0
+  }
   const biasArr = bias ? uniform(params.biasBatch * params.biasHeads * n * m, next) : null
   const dOut = uniform(b * h * n * dv, next)
   const out = new Float32Array(b * h * n * dv)
@@ -109,6 +114,17 @@ describe('flash typed-array kernels vs a float64 loop oracle', () => {
         params: { ...base, biasBatch: 2, biasHeads: 3, slopes: [0.5, 0.25, 0.125], freeKeys: 3 },
         mask: true,
         bias: true,
+      },
+    ],
+    [
+      // Whole 64-key tiles masked (skipped by the kernel) next to partly masked ones.
+      'masked key tiles',
+      {
+        dims: { b: 2, h: 2, kvh: 1, n: 70, m: 200, d: 8, dv: 8 },
+        params: { ...base, causal: true },
+        mask: true,
+        bias: true,
+        visible: (bi, j) => (bi === 0 ? j < 64 || j >= 128 : j >= 64 && j % 3 !== 0),
       },
     ],
     [
