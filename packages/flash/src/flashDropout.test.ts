@@ -36,28 +36,33 @@ describeEachBackend('flashAttention dropout', () => {
     tf.dispose([q, k, v, w])
   })
 
-  it('has gradients that match central finite differences with dropout on', () => {
+  it('has gradients (q, k, v, bias) that match central finite differences with dropout on', () => {
     const { q, k, v, w } = inputs()
-    const options = { dropout: 0.3, training: true, seed: 1234, alibiSlopes: [0.5, 0.25] }
-    const loss = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
-      tf.tidy(() => tf.sum(tf.mul(flashAttention({ q: qq, k: kk, v: vv }, options), w)) as tf.Scalar)
+    const bias = randomTensor([1, 1, SHAPE.n, SHAPE.m], 5)
+    const options = { dropout: 0.3, training: true, seed: 1234, alibiSlopes: [0.5, 0.25], causal: true }
+    const loss = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor, bb: tf.Tensor) =>
+      tf.tidy(
+        () =>
+          tf.sum(tf.mul(flashAttention({ q: qq, k: kk, v: vv }, { ...options, bias: bb }), w)) as tf.Scalar,
+      )
+    const xs = [q, k, v, bias]
     const analytic = tf.tidy(() =>
       tf
-        .grads(loss)([q, k, v])
+        .grads(loss)(xs)
         .map((g) => g.dataSync().slice()),
     )
     // float32 central differences: eps 1e-2 balances truncation (~eps²) against rounding (~u/eps).
     const eps = 1e-2
-    const base = [q, k, v].map((t) => t.dataSync().slice())
-    for (let which = 0; which < 3; which++) {
-      const values = base[which] as Float32Array
-      const shape = [q, k, v][which]?.shape as number[]
+    for (let which = 0; which < xs.length; which++) {
+      const values = (xs[which] as tf.Tensor).dataSync().slice()
+      const shape = (xs[which] as tf.Tensor).shape
       for (let e = 0; e < values.length; e++) {
         const at = (delta: number) =>
           tf.tidy(() => {
             const bumped = values.slice()
             bumped[e] = (bumped[e] as number) + delta
-            const args = [q, k, v].map((t, i) => (i === which ? tf.tensor(bumped, shape) : t)) as [
+            const args = xs.map((t, i) => (i === which ? tf.tensor(bumped, shape) : t)) as [
+              tf.Tensor,
               tf.Tensor,
               tf.Tensor,
               tf.Tensor,
@@ -71,6 +76,6 @@ describeEachBackend('flashAttention dropout', () => {
         )
       }
     }
-    tf.dispose([q, k, v, w])
+    tf.dispose([q, k, v, w, bias])
   })
 })
