@@ -185,7 +185,8 @@ export class PlaygroundSession {
       throw new Error(`training needs a ${VOCAB}-token vocabulary (this model has ${this.numTokens})`)
     }
     const lr = 3e-3
-    const optimizer = (this.optimizer ??= new AdamW(this.net, { lr, weightDecay: 0.01 }))
+    this.optimizer ??= new AdamW(this.net, { lr, weightDecay: 0.01 })
+    const optimizer = this.optimizer
     const sampler = new CorpusSampler(text, TRAIN_SEQ_LEN, 1 + this.steps)
     const schedule = warmupCosineSchedule({ peakLr: lr, warmupSteps: 10, totalSteps: 400, minLr: lr / 10 })
     const named = [...this.net.namedParameters()].filter(([, v]) => v.trainable)
