@@ -41,7 +41,12 @@ const gc = globalThis.gc ?? (() => {})
 
 function inputs(n, kvHeads) {
   const rand = (shape) => tf.randomUniform(shape, -1, 1, 'float32', 1)
-  return { q: rand([1, HEADS, n, DIM]), k: rand([1, kvHeads, n, DIM]), v: rand([1, kvHeads, n, DIM]) }
+  return {
+    q: rand([1, HEADS, n, DIM]),
+    k: rand([1, kvHeads, n, DIM]),
+    v: rand([1, kvHeads, n, DIM]),
+    dOut: rand([1, HEADS, n, DIM]),
+  }
 }
 
 function forward(impl, t, causal) {
@@ -53,7 +58,9 @@ function forward(impl, t, causal) {
 
 function forwardBackward(impl, t, causal) {
   tf.tidy(() => {
-    const grads = tf.grads((q, k, v) => tf.sum(impl({ q, k, v }, { causal })))([t.q, t.k, t.v])
+    // An explicit output gradient: a scalar loss (tf.sum) would add the cpu backend's slow
+    // broadcasting multiply to both sides and blur the comparison.
+    const grads = tf.grads((q, k, v) => impl({ q, k, v }, { causal }))([t.q, t.k, t.v], t.dOut)
     for (const g of grads) g.dataSync()
   })
 }
@@ -122,7 +129,7 @@ async function runBackend(backend, sizes, rows) {
             ` (${fmt(row.gflops)} GFLOP/s, ${fmt(row.flashMB)} MB)  ref ${fmt(row.refMs)} ms (${fmt(row.refMB)} MB)  x${fmt(row.ratio)}`,
         )
       }
-      tf.dispose([t.q, t.k, t.v])
+      tf.dispose([t.q, t.k, t.v, t.dOut])
     }
   }
 }
