@@ -47,8 +47,8 @@ export interface AttentionOptions {
   readonly flash?: boolean
   /**
    * The attention implementation from core's registry (`'reference'`, or `'flash'` once
-   * `@xattn/flash` is imported). Layers using talking heads, sparse top-k, logit soft-clamping or
-   * residual attention, and calls that return attention maps, always run core's reference
+   * `@xattn/flash` is imported). Layers using talking heads, sparse top-k, logit soft-clamping,
+   * `maxAttendPast` or residual attention, and calls that return attention maps, always run core's reference
    * building blocks (`groupedScores`, `maskedSoftmax`, …) — the flash kernel cannot express them;
    * the numbers are the same.
    */
@@ -82,6 +82,8 @@ export interface AttentionOptions {
   readonly gateValueHeads?: boolean
   /** Prepend one all-zero key/value (always visible, logit 0): attention may attend to nothing. */
   readonly addZeroKv?: boolean
+  /** Local attention: a query sees keys at most this many positions back (memory KV always). */
+  readonly maxAttendPast?: number
   /** Attention on attention: `to_out = GLU(Linear(…, 2·dimOut))`. */
   readonly onAttn?: boolean
   /** Output features; default `dim`. */
@@ -195,6 +197,7 @@ export class Attention extends Module {
   private readonly headScaleParams: tf.Variable | null
   private readonly toVHeadGate: Linear | null
   readonly addZeroKv: boolean
+  readonly maxAttendPast: number | null
 
   constructor(options: AttentionOptions) {
     super()
@@ -316,6 +319,14 @@ export class Attention extends Module {
       this.postTalking = null
     }
     this.addZeroKv = options.addZeroKv ?? false
+    this.maxAttendPast = options.maxAttendPast ?? null
+    if (this.maxAttendPast !== null && !(Number.isInteger(this.maxAttendPast) && this.maxAttendPast >= 0)) {
+      throw new ConfigError(
+        PKG,
+        'maxAttendPast',
+        `Attention: maxAttendPast must be a non-negative integer, got ${this.maxAttendPast}`,
+      )
+    }
     if (options.gateValueHeads === true) {
       const headGate = this.addModule(
         'to_v_head_gate',
@@ -364,7 +375,8 @@ export class Attention extends Module {
       this.preTalking !== null ||
       this.postTalking !== null ||
       this.sparseTopk !== null ||
-      this.softclampValue !== null
+      this.softclampValue !== null ||
+      this.maxAttendPast !== null
     )
   }
 
@@ -533,7 +545,13 @@ export class Attention extends Module {
         if (bias !== null) sim = tf.add(sim, bias) as tf.Tensor4D
         if (slopes !== null) sim = tf.add(sim, alibiBias(slopes, i, m, freeKeys)) as tf.Tensor4D
         if (this.softclampValue !== null) sim = softclamp(sim, this.softclampValue) as tf.Tensor4D
-        const mask = attentionMask(i, m, { causal, keyMask })
+        let mask = attentionMask(i, m, { causal, keyMask })
+        if (this.maxAttendPast !== null) {
+          // Local attention: query (position j - i + q among the real keys) sees real keys at most
+          // maxAttendPast positions back; memory and zero keys stay visible.
+          const local = localWindowMask(i, j, freeKeys, this.maxAttendPast)
+          mask = (mask === null ? local : tf.logicalAnd(mask, local)) as tf.Tensor4D
+        }
         let filled =
           mask === null ? sim : (tf.where(mask, sim, tf.fill(sim.shape, MASKED_LOGIT)) as tf.Tensor4D)
         preSoftmax = filled
@@ -597,4 +615,15 @@ function keepTopk(logits: tf.Tensor4D, k: number): tf.Tensor4D {
     }
   }) as unknown as Parameters<typeof tf.customGrad>[0])
   return op(logits) as tf.Tensor4D
+}
+
+/** `[1, 1, i, free + j]`: true where key k is free (memory/zero) or `qPos - (k - free) <= maxPast`. */
+function localWindowMask(i: number, j: number, free: number, maxPast: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const qPos = tf.reshape(tf.range(j - i, j, 1, 'int32'), [i, 1])
+    const kPos = tf.reshape(tf.range(-free, j, 1, 'int32'), [1, free + j])
+    const near = tf.lessEqual(tf.sub(qPos, kPos), tf.scalar(maxPast, 'int32'))
+    const isFree = tf.less(kPos, tf.scalar(0, 'int32'))
+    return tf.reshape(tf.logicalOr(near, isFree), [1, 1, i, free + j]) as tf.Tensor4D
+  })
 }

@@ -104,6 +104,7 @@ const ATTN_RULES: Readonly<Record<string, Rule>> = {
   zero_init_output: { kind: 'bool', to: 'zeroInitOutput' },
   gate_value_heads: { kind: 'bool', to: 'gateValueHeads' },
   add_zero_kv: { kind: 'bool', to: 'addZeroKv' },
+  max_attend_past: { kind: 'int', to: 'maxAttendPast' },
 }
 
 const CROSS_ATTN_RULES: Readonly<Record<string, Rule>> = {
@@ -161,7 +162,6 @@ const ATTN_DEFAULTS: Readonly<Record<string, unknown>> = {
   pre_scale_post_talking_heads: false,
   sparse_topk_straight_through: false,
   hard: false,
-  max_attend_past: null,
   l2_distance: false,
   sigmoid: false,
   selective: false,

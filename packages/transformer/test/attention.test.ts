@@ -206,6 +206,29 @@ describeEachBackend('Attention against an oracle built on core attendReference',
     plain.dispose()
   })
 
+  it('maxAttendPast 0: each query sees only itself; a window covering everything changes nothing', () => {
+    const local = new Attention({ dim: 8, heads: 2, dimHead: 4, causal: true, maxAttendPast: 0 })
+    const wide = new Attention({ dim: 8, heads: 2, dimHead: 4, causal: true, maxAttendPast: 10 })
+    const plain = new Attention({ dim: 8, heads: 2, dimHead: 4, causal: true })
+    perturb(plain, 8)
+    local.loadStateDict(plain.stateDict())
+    wide.loadStateDict(plain.stateDict())
+    const x = randomTensor([2, 5, 8], 6)
+    const a = local.forward(x)
+    // One visible key: the output is to_out(merged values of the query's own position).
+    const want = tf.tidy(() => {
+      const v = tf.matMul(tf.reshape(x, [10, 8]), param(plain, 'to_v.weight'), false, true)
+      return tf.reshape(tf.matMul(v, param(plain, 'to_out.weight'), false, true), [2, 5, 8])
+    })
+    expectClose(a.out, want, { atol: 1e-6 })
+    const b = wide.forward(x)
+    const c = plain.forward(x)
+    expectClose(b.out, c.out, { atol: 1e-6 })
+    for (const r of [a, b, c]) for (const t of [r.out, r.cache.k, r.cache.v]) t.dispose()
+    tf.dispose([x, want])
+    for (const m of [local, wide, plain]) m.dispose()
+  })
+
   it('dropout acts only in training mode', () => {
     const attn = new Attention({ dim: 8, heads: 2, dimHead: 4, dropout: 0.5 })
     const x = randomTensor([1, 6, 8], 2)
