@@ -129,6 +129,13 @@ export interface AttentionCall {
   readonly cache?: AttentionCache | null
   /** Return the pre- and post-softmax attention maps (always via the reference building blocks). */
   readonly returnAttention?: boolean
+  /**
+   * Value residual (ResFormer): values `[b, kvHeads, M + m, dv]` of the first attention layer of
+   * the same kind (memory slots included), added to this layer's values before attending.
+   */
+  readonly valueResidual?: tf.Tensor | null
+  /** Return this call's values (after memory KV and any value residual) for later layers. */
+  readonly returnValues?: boolean
 }
 
 /** What {@link Attention.forward} returns; the caller owns every tensor. */
@@ -141,6 +148,8 @@ export interface AttentionResult {
   readonly preSoftmax: tf.Tensor4D | null
   /** Softmax weights `[b, h, n, M + m]`, when requested. */
   readonly postSoftmax: tf.Tensor4D | null
+  /** With `returnValues`: the values attended over, `[b, kvHeads, M + m, dv]` (no zero KV). */
+  readonly values: tf.Tensor4D | null
 }
 
 class WeightOnly extends Module {
@@ -431,6 +440,17 @@ export class Attention extends Module {
         )
       }
     }
+    if (call.valueResidual != null) {
+      const keys = (isCross ? (call.cache?.k.shape[2] ?? context?.shape[1] ?? 0) : selfKeys) + this.numMemKv
+      const want = [x.shape[0], this.layout.kvHeads, keys, this.layout.valueDimHead]
+      if (call.valueResidual.shape.join(',') !== want.join(',')) {
+        throw new ConfigError(
+          PKG,
+          'valueResidual',
+          `Attention: valueResidual must be [${want.join(',')}] (b, kvHeads, memory + keys, valueDimHead), got [${call.valueResidual.shape.join(',')}]`,
+        )
+      }
+    }
     const needMaps = call.returnAttention === true || call.prevAttn != null
     const useBlocks = this.needsBuildingBlocks || needMaps
     const impl = useBlocks ? null : getAttention(this.attentionName)
@@ -502,6 +522,8 @@ export class Attention extends Module {
         keyMask = prepended.keyMask
         bias = prepended.bias
       }
+      if (call.valueResidual != null) v = tf.add(v, call.valueResidual) as tf.Tensor4D
+      const values = v
       // Keys before the real ones that ALiBi leaves unbiased: memory slots and the zero key.
       let freeKeys = memLen
       if (this.addZeroKv) {
@@ -585,6 +607,7 @@ export class Attention extends Module {
         v: cacheV,
         ...(needMaps && preSoftmax !== null ? { pre: preSoftmax } : {}),
         ...(needMaps && postSoftmax !== null ? { post: postSoftmax } : {}),
+        ...(call.returnValues === true ? { values: values === cacheV ? tf.clone(values) : values } : {}),
       } as Record<string, tf.Tensor>
     })
     return {
@@ -592,6 +615,7 @@ export class Attention extends Module {
       cache: { k: result.k as tf.Tensor4D, v: result.v as tf.Tensor4D },
       preSoftmax: (result.pre as tf.Tensor4D | undefined) ?? null,
       postSoftmax: (result.post as tf.Tensor4D | undefined) ?? null,
+      values: (result.values as tf.Tensor4D | undefined) ?? null,
     }
   }
 }

@@ -53,6 +53,8 @@ export interface AttentionLayersOptions {
   readonly rotaryXposScaleBase?: number
   readonly rotaryInterpolationFactor?: number
   readonly rotaryBaseRescaleFactor?: number
+  /** ResFormer: add the first self-/cross-attention layer's values to every later one's. */
+  readonly addValueResidual?: boolean
   /** Add each self-attention layer's pre-softmax logits to the next one's (RealFormer). */
   readonly residualAttn?: boolean
   readonly crossResidualAttn?: boolean
@@ -177,6 +179,7 @@ export class AttentionLayers extends Module {
   readonly alibiSlopes: readonly number[] | null
   readonly softclampOutputValue: number | null
   private readonly slots: LayerSlot[] = []
+  readonly addValueResidual: boolean
   /** ResiDual's outer-residual scale, or null without ResiDual. */
   readonly resiDualScale: number | null
   /** Indices into the layers, in execution order (x-transformers' `layers_execute_order`). */
@@ -270,6 +273,7 @@ export class AttentionLayers extends Module {
       )
     }
     this.resiDualScale = resiDual ? resiDualScale : null
+    this.addValueResidual = options.addValueResidual ?? false
     this.residualAttn = options.residualAttn ?? false
     this.crossResidualAttn = options.crossResidualAttn ?? false
     this.softclampOutputValue = options.softclampOutput === true ? (options.softclampOutputValue ?? 30) : null
@@ -541,6 +545,8 @@ export class AttentionLayers extends Module {
       let outer: tf.Tensor | null = resiScale === null ? null : tf.mul(x, tf.scalar(resiScale))
       let prevAttn: tf.Tensor | null = null
       let prevCrossAttn: tf.Tensor | null = null
+      let firstSelfValues: tf.Tensor | null = null
+      let firstCrossValues: tf.Tensor | null = null
       let attnIndex = 0
       for (const index of this.executeOrder) {
         const slot = this.slots[index] as LayerSlot
@@ -568,7 +574,14 @@ export class AttentionLayers extends Module {
             prevAttn: isSelf ? prevAttn : prevCrossAttn,
             cache: call.cache?.[attnIndex] ?? null,
             returnAttention: wantIntermediates || needPre,
+            valueResidual: this.addValueResidual ? (isSelf ? firstSelfValues : firstCrossValues) : null,
+            returnValues:
+              this.addValueResidual && (isSelf ? firstSelfValues === null : firstCrossValues === null),
           })
+          if (res.values !== null) {
+            if (isSelf) firstSelfValues = res.values
+            else firstCrossValues = res.values
+          }
           attnIndex++
           out = res.out
           caches.push(res.cache.k, res.cache.v)

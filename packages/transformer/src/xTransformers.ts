@@ -76,6 +76,7 @@ const LAYER_RULES: Readonly<Record<string, Rule>> = {
   layer_dropout: { kind: 'numberOrList', to: 'layerDropout' },
   weight_tie_layers: { kind: 'bool', to: 'weightTieLayers' },
   resi_dual: { kind: 'bool', to: 'resiDual' },
+  add_value_residual: { kind: 'bool', to: 'addValueResidual' },
   resi_dual_scale: { kind: 'number', to: 'resiDualScale' },
   layers_execute_order: { kind: 'intList', to: 'layersExecuteOrder' },
 }
@@ -155,7 +156,6 @@ const LAYER_DEFAULTS: Readonly<Record<string, unknown>> = {
   dim_condition: null,
   unet_skips: false,
   reinject_input: false,
-  add_value_residual: false,
 }
 
 const ATTN_DEFAULTS: Readonly<Record<string, unknown>> = {

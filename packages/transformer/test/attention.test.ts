@@ -35,6 +35,7 @@ interface OracleOptions {
   qkNormGroups?: number
   qkNormScale?: number
   addZeroKv?: boolean
+  valueResidual?: tf.Tensor
 }
 
 /** Attention written out from the weights: projections, qk-norm, memory KV, attendReference, to_out. */
@@ -58,6 +59,7 @@ function oracle(attn: Attention, x: tf.Tensor, keyMask: tf.Tensor | null, o: Ora
       v = tf.concat([tf.tile(tf.expandDims(param(attn, 'mem_v'), 0), [b, 1, 1, 1]), v], 2) as tf.Tensor4D
       if (mask !== null) mask = tf.concat([tf.ones([b, o.numMemKv], 'bool'), mask], 1)
     }
+    if (o.valueResidual !== undefined) v = tf.add(v, o.valueResidual) as tf.Tensor4D
     if (o.addZeroKv === true) {
       k = tf.concat([tf.zeros([b, o.kvHeads, 1, k.shape[3]]), k], 2) as tf.Tensor4D
       v = tf.concat([tf.zeros([b, o.kvHeads, 1, v.shape[3]]), v], 2) as tf.Tensor4D
@@ -126,6 +128,27 @@ describeEachBackend('Attention against an oracle built on core attendReference',
       attn.dispose()
     })
   }
+
+  it('valueResidual (ResFormer) is added to the values, memory slots included', () => {
+    const attn = new Attention({ dim: 16, heads: 4, dimHead: 4, kvHeads: 2, numMemKv: 2, causal: true })
+    perturb(attn, 2)
+    const x = randomTensor([2, 5, 16], 3)
+    const residual = randomTensor([2, 2, 7, 4], 4)
+    const r = attn.forward(x, { valueResidual: residual, returnValues: true })
+    const want = oracle(attn, x, null, {
+      heads: 4,
+      kvHeads: 2,
+      numMemKv: 2,
+      causal: true,
+      valueResidual: residual,
+    })
+    expectClose(r.out, want, { atol: 1e-5 })
+    expect(r.values?.shape).toEqual([2, 2, 7, 4])
+    const wrong = tf.zeros([2, 2, 5, 4])
+    expect(() => attn.forward(x, { valueResidual: wrong })).toThrow(/valueResidual must be \[2,2,7,4\]/)
+    tf.dispose([x, residual, wrong, want, r.out, r.cache.k, r.cache.v, r.values ?? []])
+    attn.dispose()
+  })
 
   it('the registered-kernel path and the building-block path give the same numbers', () => {
     const attn = new Attention({

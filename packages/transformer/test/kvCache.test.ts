@@ -27,6 +27,12 @@ const CONFIGS: Record<string, Record<string, unknown>> = {
     attn_post_talking_heads: true,
     attn_sparse_topk: 3,
   },
+  value_residual_cross: {
+    add_value_residual: true,
+    attn_num_mem_kv: 1,
+    cross_attend: true,
+    cross_attn_dim_context: 24,
+  },
   local_attention: { attn_max_attend_past: 2, attn_num_mem_kv: 1 },
   resi_dual_layerscale: { resi_dual: true, resi_dual_scale: 0.7, use_layerscale: true },
   weight_tied_add_zero_kv: { weight_tie_layers: true, attn_add_zero_kv: true, attn_gate_value_heads: true },
