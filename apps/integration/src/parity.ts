@@ -43,6 +43,9 @@ export function findCases(dirs: readonly string[]): ParityCase[] {
   const cases: ParityCase[] = []
   for (const raw of dirs) {
     const dir = resolve(raw)
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+      throw new Error(`parity: ${dir} is not a directory (expected a fixture case or a folder of cases)`)
+    }
     const candidates = existsSync(join(dir, 'case.json'))
       ? [dir]
       : readdirSync(dir)

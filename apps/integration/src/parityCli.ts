@@ -11,7 +11,17 @@ const dirs = process.argv
   .slice(2)
   .filter((arg) => arg !== '--')
   .map((arg) => resolve(invokedFrom, arg))
-const cases = findCases(dirs.length > 0 ? dirs : [defaultDir])
+let cases: ReturnType<typeof findCases>
+try {
+  cases = findCases(dirs.length > 0 ? dirs : [defaultDir])
+} catch (error) {
+  console.error((error as Error).message)
+  process.exit(2)
+}
+if (cases.length === 0) {
+  console.error(`parity: no case.json found under ${dirs.join(', ') || defaultDir}`)
+  process.exit(2)
+}
 const hasFlash = await flashAvailable()
 let failures = 0
 let rejected = 0
