@@ -440,6 +440,16 @@ export class Attention extends Module {
         )
       }
     }
+    if (call.rotary != null && !isCross) {
+      const [rows, rotDim] = call.rotary.freqs.shape
+      if (rows < selfKeys || rotDim > this.layout.dimHead || rotDim % 2 !== 0) {
+        throw new ConfigError(
+          PKG,
+          'rotary',
+          `Attention: rotary frequencies must cover the ${selfKeys} key positions with an even width ≤ dimHead=${this.layout.dimHead}, got [${rows},${rotDim}]`,
+        )
+      }
+    }
     if (call.valueResidual != null) {
       const keys = (isCross ? (call.cache?.k.shape[2] ?? context?.shape[1] ?? 0) : selfKeys) + this.numMemKv
       const want = [x.shape[0], this.layout.kvHeads, keys, this.layout.valueDimHead]

@@ -283,6 +283,15 @@ describe('Attention configuration errors', () => {
     expect(() => new Attention({ dim: 8, heads: 2, dimHead: 4, sparseTopk: 0 })).toThrow(/sparseTopk/)
     expect(() => new Attention({ dim: 8, heads: 2, dimHead: 4, dropout: 1 })).toThrow(/dropout/)
   })
+  it('rejects rotary frequencies that do not cover the keys', () => {
+    const attn = new Attention({ dim: 8, heads: 2, dimHead: 4 })
+    const x = tf.zeros([1, 3, 8])
+    const rotary = { freqs: tf.zeros([2, 4]) as tf.Tensor2D, scale: null }
+    expect(() => attn.forward(x, { rotary })).toThrow(/rotary frequencies must cover the 3 key positions/)
+    tf.dispose([x, rotary.freqs])
+    attn.dispose()
+  })
+
   it('rejects a context mask that does not fit the context', () => {
     const attn = new Attention({ dim: 8, heads: 2, dimHead: 4 })
     const x = tf.zeros([1, 3, 8])
