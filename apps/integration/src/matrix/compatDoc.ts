@@ -104,7 +104,7 @@ function renderModelMatrix(
     'a time against `forward` on each prefix), `gqa≡mha` (an MHA model loaded with the KV weights, memory KV and',
     'per-KV-head qk-norm scales repeated per query head), `dropout` (train mode: finite, differs from eval),',
     '`ckpt` (`encodeModel` → `decodeModelInto` a model built from other seeds → identical logits),',
-    "`fwd`/`grad` finite and `no-leak`. With extras sparseTopk, talkingHeads or softclamp the layer runs core's",
+    "`fwd`/`grad` finite and `no-leak`. With extras sparseTopk, talkingHeads, softclamp or localAttn the layer runs core's",
     'reference building blocks even when attention=flash (the kernel cannot express them; `@xattn/transformer`',
     'falls back by design); `flash≡ref` also checks which path ran (the flash kernel in every other flash row).',
   )

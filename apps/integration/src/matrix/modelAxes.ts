@@ -28,10 +28,11 @@ export const MODEL_AXES = {
   /** Learned memory tokens prepended to the sequence (TransformerWrapper numMemoryTokens). */
   memoryTokens: ['0', '2'],
   /**
-   * Attention extras. sparseTopk, talkingHeads (pre + post) and softclamp cannot be expressed by
-   * the flash kernel: @xattn/transformer then runs core's reference building blocks whatever
-   * `attention` says (the matrix checks which path ran). gateValues, headScale, zeroKv (addZeroKv)
-   * and gateHeads (gateValueHeads) run on flash.
+   * Attention extras. sparseTopk, talkingHeads (pre + post), softclamp and localAttn
+   * (maxAttendPast 2) cannot be expressed by the flash kernel: @xattn/transformer then runs core's
+   * reference building blocks whatever `attention` says (the matrix checks which path ran).
+   * gateValues, headScale, zeroKv (addZeroKv), gateHeads (gateValueHeads) and valueResidual (the
+   * stack's addValueResidual, ResFormer) run on flash.
    */
   extras: [
     'none',
@@ -42,6 +43,8 @@ export const MODEL_AXES = {
     'headScale',
     'zeroKv',
     'gateHeads',
+    'localAttn',
+    'valueResidual',
   ],
   kvCache: ['off', 'on'],
   dropout: ['off', 'on'],

@@ -61,7 +61,7 @@ const TOL = {
 }
 
 /** Extras that make @xattn/transformer run core's reference building blocks even under flash. */
-const FALLBACK_EXTRAS: ReadonlySet<string> = new Set(['sparseTopk', 'talkingHeads', 'softclamp'])
+const FALLBACK_EXTRAS: ReadonlySet<string> = new Set(['sparseTopk', 'talkingHeads', 'softclamp', 'localAttn'])
 
 const kvHeadsOf = (heads: ModelCombination['heads']) => (heads === 'MHA' ? HEADS : heads === 'GQA' ? 2 : 1)
 
@@ -88,6 +88,8 @@ export function buildModel(
       headScale: { headScale: true },
       zeroKv: { addZeroKv: true },
       gateHeads: { gateValueHeads: true },
+      localAttn: { maxAttendPast: 2 },
+      valueResidual: {},
     }[c.extras],
   }
   const positions = {
@@ -106,6 +108,7 @@ export function buildModel(
     attn,
     ...(c.crossAttention === 'on' ? { crossAttend: true, crossAttn: { dimHead: DIM_HEAD } } : {}),
     ...positions,
+    ...(c.extras === 'valueResidual' ? { addValueResidual: true } : {}),
     seed: 3 + (overrides.seed ?? 0),
   }
   const attnLayers = c.causal === 'on' ? new Decoder(stackOptions) : new Encoder(stackOptions)
