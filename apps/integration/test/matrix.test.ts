@@ -100,7 +100,7 @@ describe('model matrix (TransformerWrapper)', () => {
 
   it('exercises every invariant somewhere', () => {
     const seen = new Set(modelResults.flatMap((r) => r.checks.map((c) => c.name)))
-    expect(seen.size).toBe(8)
+    expect(seen.size).toBe(9)
   })
 
   it('the known bugs still reproduce (remove an entry from MODEL_KNOWN_BUGS once fixed)', async () => {

@@ -69,6 +69,7 @@ const MODEL_SHORT: Readonly<Record<ModelResult['checks'][number]['name'], string
   'GQA with duplicated weights ≡ MHA': 'gqa≡mha',
   'train-mode dropout': 'dropout',
   'checkpoint round trip': 'ckpt',
+  'generate: cached ≡ uncached': 'gen-cache',
   'no tensor leaks': 'no-leak',
 }
 
@@ -104,6 +105,8 @@ function renderModelMatrix(
     'a time against `forward` on each prefix), `gqa≡mha` (an MHA model loaded with the KV weights, memory KV and',
     'per-KV-head qk-norm scales repeated per query head), `dropout` (train mode: finite, differs from eval),',
     '`ckpt` (`encodeModel` → `decodeModelInto` a model built from other seeds → identical logits),',
+    '`gen-cache` (causal self-attention rows with the cache: `AutoregressiveWrapper.generate` greedy, prompts of',
+    'lengths 3 and 2, the same tokens with and without the KV cache),',
     "`fwd`/`grad` finite and `no-leak`. With extras sparseTopk, talkingHeads, softclamp or localAttn the layer runs core's",
     'reference building blocks even when attention=flash (the kernel cannot express them; `@xattn/transformer`',
     'falls back by design); `flash≡ref` also checks which path ran (the flash kernel in every other flash row).',

@@ -5,6 +5,7 @@ import { useBackend } from '@xattn/core'
 import '@xattn/flash'
 import {
   type AttentionCache,
+  AutoregressiveWrapper,
   Decoder,
   decodeModelInto,
   Encoder,
@@ -29,6 +30,7 @@ export type ModelInvariant =
   | 'GQA with duplicated weights ≡ MHA'
   | 'train-mode dropout'
   | 'checkpoint round trip'
+  | 'generate: cached ≡ uncached'
   | 'no tensor leaks'
 
 export interface ModelResult {
@@ -320,6 +322,28 @@ export async function runModelCombination(c: ModelCombination): Promise<ModelRes
         })
       } finally {
         if (cache !== null) for (const entry of cache) tf.dispose([entry.k, entry.v])
+      }
+    }
+
+    if (c.kvCache === 'on' && c.causal === 'on' && c.crossAttention === 'off') {
+      // The generation loop itself: greedy decoding with the KV cache gives the same tokens as
+      // re-reading the whole sequence every step, for prompts of different lengths.
+      const ar = new AutoregressiveWrapper(model)
+      const prompt = tf.slice(tokens, [0, 0], [B, 3]) as tf.Tensor2D
+      owned.push(prompt)
+      try {
+        const options = { seqLen: 3, promptLens: [3, 2] }
+        const cached = await ar.generate(prompt, { ...options, cache: true })
+        const uncached = await ar.generate(prompt, { ...options, cache: false })
+        owned.push(cached, uncached)
+        const same = compare('generate: cached ≡ uncached', [cached], [uncached], { atol: 0, rtol: 0 })
+        checks.push({ ...same, detail: `tokens ${JSON.stringify(cached.arraySync())}` })
+      } catch (error) {
+        checks.push({
+          name: 'generate: cached ≡ uncached',
+          ok: false,
+          detail: `threw: ${(error as Error).message}`,
+        })
       }
     }
 
