@@ -31,6 +31,11 @@ export interface AttendResult {
   readonly dBias?: number[]
   /** tf.memory().numTensors after minus before: 0 when nothing leaked. */
   readonly leaked: number
+  /**
+   * The backend's live data buffers after minus before: also counts a kernel's intermediate
+   * buffers (which are not tensors), so it catches a GPU kernel that forgets to free scratch.
+   */
+  readonly leakedData: number
 }
 
 export type AttendFn = (inputs: AttendInputs, options: AttendOptions) => tf.Tensor
@@ -38,6 +43,7 @@ export type AttendFn = (inputs: AttendInputs, options: AttendOptions) => tf.Tens
 /** Runs a case with an attention implementation on the active backend. */
 export async function runAttendCase(attend: AttendFn, spec: AttendCase): Promise<AttendResult> {
   const before = tf.memory().numTensors
+  const dataBefore = tf.engine().backend.numDataIds()
   const [b, h, kvh, n, m, d, dv] = spec.dims
   const q = tf.tensor4d(spec.q as number[], [b, h, n, d])
   const k = tf.tensor4d(spec.k as number[], [b, kvh, m, d])
@@ -63,7 +69,13 @@ export async function runAttendCase(attend: AttendFn, spec: AttendCase): Promise
     const outTensor = attend({ q, k, v }, options(bias))
     const out = Array.from(await outTensor.data())
     outTensor.dispose()
-    if (spec.dOut === undefined) return { out, leaked: tf.memory().numTensors - owned.length - before }
+    if (spec.dOut === undefined) {
+      return {
+        out,
+        leaked: tf.memory().numTensors - owned.length - before,
+        leakedData: tf.engine().backend.numDataIds() - owned.length - dataBefore,
+      }
+    }
     const dOut = tf.tensor4d(spec.dOut as number[], [b, h, n, dv])
     owned.push(dOut)
     const xs = bias === null ? [q, k, v] : [q, k, v, bias]
@@ -74,8 +86,9 @@ export async function runAttendCase(attend: AttendFn, spec: AttendCase): Promise
     const values = await Promise.all(grads.map(async (g) => Array.from(await g.data())))
     tf.dispose(grads)
     const leaked = tf.memory().numTensors - owned.length - before
+    const leakedData = tf.engine().backend.numDataIds() - owned.length - dataBefore
     const [dq, dk, dvGrad, dBias] = values as [number[], number[], number[], number[] | undefined]
-    return { out, dq, dk, dv: dvGrad, ...(dBias === undefined ? {} : { dBias }), leaked }
+    return { out, dq, dk, dv: dvGrad, ...(dBias === undefined ? {} : { dBias }), leaked, leakedData }
   } finally {
     tf.dispose(owned)
   }

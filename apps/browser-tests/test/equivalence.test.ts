@@ -47,6 +47,7 @@ function compare(actual: AttendResult, want: AttendResult, label: string) {
     expectClose(a ?? [], w, { ...TOL, label: `${label} ${key}` })
   }
   expect(actual.leaked, `${label} leaked tensors`).toBe(0)
+  expect(actual.leakedData, `${label} leaked backend buffers`).toBe(0)
 }
 
 beforeAll(async () => {
