@@ -112,6 +112,8 @@ export function equivalenceCases(): AttendCase[] {
       { causal: true, keyMask: 'random', grad: true },
       17,
     ),
+    // Wide heads: fewer keys fit a WebGPU tile (3072 floats / (d + dv) = 24), so m spans 3 tiles.
+    makeCase('wide heads d = dv = 64', [1, 2, 1, 9, 60, 64, 64], { causal: true, grad: true }, 18),
   ]
 }
 
