@@ -1,4 +1,5 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { expect, inject, it } from 'vitest'
 import { makeCase } from '../src/cases.js'
@@ -31,7 +32,8 @@ function section(rows: Row[], adapter: string | null, chromium: string, seconds:
     `Chromium: ${chromium}; WebGPU adapter: ${adapter ?? 'none'}; WebGL2 through ANGLE on SwiftShader; wasm`,
     'backend with SIMD, one thread. SwiftShader runs the GPU backends on the CPU, so their absolute times say',
     'nothing about a real GPU; the ratios compare the two attention paths on the same backend.',
-    `Full run took ${seconds.toFixed(0)} s.`,
+    `Full run took ${seconds.toFixed(0)} s, on a shared 2-core VM with other jobs running (load average ${loadavg()[0]?.toFixed(1)}),`,
+    'so single numbers are noisy; compare ratios.',
     '',
     `q = [1, ${H}, N, ${D}], k, v = [1, ${KVH}, N, ${D}] (GQA), causal. Median wall time of 5 calls after a warm-up,`,
     'including the download of the result (which waits for the GPU). fwd+bwd = `tf.grads` of `sum(out · dOut)`',
