@@ -45,6 +45,11 @@ function section(rows: Row[], adapter: string | null, chromium: string, seconds:
       (r) =>
         `| ${r.backend} | ${r.n} | ${r.pass} | ${r.flash.toFixed(1)} | ${r.reference.toFixed(1)} | ${(r.reference / r.flash).toFixed(2)}× |`,
     ),
+    '',
+    'webgpu: WGSL compute shaders, one thread per query row, K/V tiles in workgroup memory, online softmax.',
+    'webgl: fragment shaders have no shared memory, so the kernel tiles keys on the host (blocks of 128: the',
+    "block's logits `[b h n 128]` are written once and folded into running max/sum and accumulators); it runs",
+    "at about the reference's speed while its memory stays O(n·128) instead of the reference's O(n·m).",
     END,
   ]
   return lines.join('\n')
