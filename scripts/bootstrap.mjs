@@ -22,6 +22,7 @@ const tasks = {
   bench: [
     ['exec', 'turbo', 'run', 'build', '--output-logs=errors-only'],
     ['exec', 'turbo', 'run', 'bench', '--concurrency=1', '--force'],
+    ['exec', 'node', 'scripts/benchSummary.mjs'],
   ],
   parity: [
     ['exec', 'turbo', 'run', 'build', '--filter=@xattn/integration...', '--output-logs=errors-only'],
