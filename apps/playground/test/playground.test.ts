@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { launchChromium } from '@xattn/browser-tests/chromium'
 import { buildPage, type StaticServer, serveStatic } from '@xattn/browser-tests/pageServer'
@@ -107,5 +107,30 @@ describe('playground in headless Chromium (wasm backend)', () => {
     await waitForStatus(/^drawn$/)
     expect(await canvasInk('#heatmap')).toBeGreaterThan(0.2)
     await page.screenshot({ path: join(artifacts, 'playground-checkpoint.png'), fullPage: true })
+  })
+
+  it('accepts a checkpoint dragged and dropped onto the drop zone', async () => {
+    const dir = join(repoRoot, 'fixtures', 'x-transformers', 'decoder_base')
+    const files = ['case.json', 'model.safetensors'].map((name) => ({
+      name,
+      base64: readFileSync(join(dir, name)).toString('base64'),
+    }))
+    await page.evaluate((payload) => {
+      const transfer = new DataTransfer()
+      for (const file of payload) {
+        const bytes = Uint8Array.from(atob(file.base64), (c) => c.charCodeAt(0))
+        transfer.items.add(new File([bytes], file.name))
+      }
+      const zone = document.getElementById('drop') as HTMLElement
+      zone.dispatchEvent(
+        new DragEvent('dragover', { dataTransfer: transfer, bubbles: true, cancelable: true }),
+      )
+      zone.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }))
+    }, files)
+    await waitForStatus(/^loaded model\.safetensors$/)
+    // decoder_base has no memory KV: the description changes from the previous checkpoint's.
+    expect(await page.textContent('#model')).toContain(
+      'x-transformers checkpoint: 2 layers, 4 heads, 0 memory KV',
+    )
   })
 })
