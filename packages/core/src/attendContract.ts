@@ -1,5 +1,6 @@
 import { type DimConstraint, defineContract, divisibleBy } from './contract.js'
 import { ConfigError } from './errors.js'
+import { assertAllFinite } from './finiteCheck.js'
 
 /**
  * Options of an attention call; every implementation ('reference', 'flash', …) honours all of
@@ -44,6 +45,19 @@ export const ATTEND_SPEC = {
   bias: { pattern: 'b|1 h|1 n m?', dtype: 'float32' },
 } as const
 
+/** Every key of {@link AttendOptions}; any other key is a typo and is rejected by name. */
+export const ATTEND_OPTION_KEYS: readonly (keyof AttendOptions)[] = [
+  'causal',
+  'keyMask',
+  'bias',
+  'alibiSlopes',
+  'alibiFreeKeys',
+  'scale',
+  'dropout',
+  'training',
+  'seed',
+]
+
 const ATTEND_CONSTRAINTS: Readonly<Record<string, DimConstraint>> = { h: divisibleBy('kvh') }
 
 /**
@@ -56,9 +70,24 @@ export function attendContract(name: string) {
 
 /**
  * Checks the tensors and options of an attention call; returns the bound sizes. Throws
- * `ShapeContractError` for tensors and `ConfigError` for options, before any tensor work.
+ * `ShapeContractError` for tensors and `ConfigError` for options (an unknown option key, such as
+ * a misspelt `causall`, included), before any attention work. Last, on host backends (`cpu`,
+ * `wasm`), it checks that `q`, `k`, `v` and `bias` hold only finite values: one O(size) reduction
+ * and one read, cheap next to the O(n·m·d) attention (see `assertAllFinite`).
  */
 export function checkAttendCall(name: string, inputs: AttendInputs, options: AttendOptions = {}) {
+  const pkgName = name.split(' ')[0] ?? name
+  const unknown = Object.keys(options).filter(
+    (key) => !(ATTEND_OPTION_KEYS as readonly string[]).includes(key),
+  )
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      pkgName,
+      unknown[0] as string,
+      `${name}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((key) => `'${key}'`).join(', ')}; ` +
+        `the options are ${ATTEND_OPTION_KEYS.join(', ')}`,
+    )
+  }
   const sizes = attendContract(name).check({
     q: inputs.q,
     k: inputs.k,
@@ -66,7 +95,7 @@ export function checkAttendCall(name: string, inputs: AttendInputs, options: Att
     keyMask: options.keyMask ?? undefined,
     bias: options.bias ?? undefined,
   })
-  const pkg = name.split(' ')[0] ?? name
+  const pkg = pkgName
   if (options.scale !== undefined && !(Number.isFinite(options.scale) && options.scale > 0)) {
     throw new ConfigError(
       pkg,
@@ -105,5 +134,6 @@ export function checkAttendCall(name: string, inputs: AttendInputs, options: Att
       `${name}: alibiFreeKeys must be an integer in [0, m=${sizes.m}], got ${freeKeys}`,
     )
   }
+  assertAllFinite(name, { q: inputs.q, k: inputs.k, v: inputs.v, bias: options.bias })
   return sizes
 }

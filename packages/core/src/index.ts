@@ -1,7 +1,7 @@
 import './registerGradients.js'
 
 export type { AttendInputs, AttendOptions } from './attendContract.js'
-export { ATTEND_SPEC, attendContract, checkAttendCall } from './attendContract.js'
+export { ATTEND_OPTION_KEYS, ATTEND_SPEC, attendContract, checkAttendCall } from './attendContract.js'
 export {
   alibiBias,
   attendReference,
@@ -26,6 +26,7 @@ export type {
 } from './contract.js'
 export { atMost, defineContract, divisibleBy } from './contract.js'
 export { ConfigError, SafetensorsError, ShapeContractError, StateDictError, XattnError } from './errors.js'
+export { assertAllFinite, assertFinite } from './finiteCheck.js'
 export type { HeadLayout, HeadLayoutOptions } from './headLayout.js'
 export { headLayout } from './headLayout.js'
 export type { RandomSource } from './init.js'

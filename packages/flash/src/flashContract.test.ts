@@ -49,6 +49,35 @@ describeEachBackend('flashAttention input checks', () => {
     tf.dispose([a, b, c])
   })
 
+  it.each(['q', 'k', 'v', 'bias'] as const)(
+    'rejects NaN in %s with ShapeContractError naming it, before the kernel runs, leaving nothing',
+    async (name) => {
+      const t = { q: q(), k: k(), v: v(), bias: tf.zeros([1, 4, 5, 6]) }
+      const bad = { ...t, [name]: tf.fill(t[name].shape, Number.NaN) }
+      const before = tf.memory().numTensors
+      const info = await tf.profile(() => {
+        expect(() => flashAttention({ q: bad.q, k: bad.k, v: bad.v }, { bias: bad.bias })).toThrow(
+          `@xattn/flash flashAttention: ${name} holds NaN or Infinity values (shape [${t[name].shape.join(',')}]); every element must be finite`,
+        )
+      })
+      expect(info.kernelNames).not.toContain(FlashAttention)
+      expect(tf.memory().numTensors).toBe(before)
+      tf.dispose([...Object.values(t), bad[name]])
+    },
+  )
+
+  it('rejects an unknown option key (a typo of causal) with ConfigError naming it', () => {
+    const [a, b, c] = [q(), k(), v()]
+    expect(() => flashAttention({ q: a, k: b, v: c }, { causall: true } as never)).toThrow(
+      new ConfigError(
+        '@xattn/flash',
+        'causall',
+        "@xattn/flash flashAttention: unknown option 'causall'; the options are causal, keyMask, bias, alibiSlopes, alibiFreeKeys, scale, dropout, training, seed",
+      ),
+    )
+    tf.dispose([a, b, c])
+  })
+
   it('runs no kernel for rejected inputs', async () => {
     const [a, c] = [q(), v()]
     const info = await tf.profile(() => {
