@@ -124,6 +124,17 @@ export function equivalenceCases(): AttendCase[] {
 export function dropoutCases(): AttendCase[] {
   return [
     makeCase('dropout GQA causal', [2, 4, 2, 6, 9, 8, 8], { causal: true, grad: true, dropout: 0.25 }, 21),
+    // Same shapes, another seed above 2^31: the seed reaches the shaders as a uniform (one compiled
+    // shader for every seed), and WebGL passes it as the int with the same bits.
+    {
+      ...makeCase(
+        'dropout GQA causal, seed ≥ 2^31',
+        [2, 4, 2, 6, 9, 8, 8],
+        { causal: true, grad: true, dropout: 0.25 },
+        21,
+      ),
+      dropout: { rate: 0.25, seed: 0x9e3779b1 },
+    },
     makeCase(
       'dropout bias + keyMask',
       [1, 2, 1, 5, 7, 4, 8],

@@ -44,7 +44,7 @@ const forward = flashKernelFunc<MathBackendWebGL>(({ inputs, backend, attrs }) =
   // Online softmax over key blocks: each block's logits are written once and folded into the
   // running (max, sum) and the unnormalised output.
   for (const [j0, cols] of keyBlocks(spec.m)) {
-    const uniforms = [[j0], [cols]]
+    const uniforms = [[j0], [cols], [spec.seed | 0]]
     const scores = run(flashScoresProgram(spec, cols), [q, k, ...optional], uniforms)
     const first = stats === null || acc === null
     const nextStats = run(
@@ -114,7 +114,7 @@ const backward = flashKernelFunc<MathBackendWebGL>(({ inputs, backend, attrs }) 
   // Per key block: dS and z·P for the block, then dq accumulates and the block's rows of dk, dv
   // (and columns of dBias) are written, the rest carried over.
   for (const [j0, cols] of keyBlocks(spec.m)) {
-    const uniforms = [[j0], [cols]]
+    const uniforms = [[j0], [cols], [spec.seed | 0]]
     const ds = run(flashDsProgram(spec, cols), [q, k, v, dOut, lse, delta, ...optional], uniforms)
     const nextDq = run(flashDqProgram(spec, dq === null), dq === null ? [ds, k] : [ds, k, dq], uniforms)
     const nextDk = run(

@@ -58,7 +58,7 @@ uint fa_mix32(uint x0) {
 float fa_keep(int bi, int head, int i, int j) {
   ${
     spec.dropping
-      ? `uint s = fa_mix32(${spec.seed >>> 0}u ^ fa_mix32(uint(bi) + 0x632be5abu));
+      ? `uint s = fa_mix32(uint(faSeed) ^ fa_mix32(uint(bi) + 0x632be5abu));
   uint rowKey = fa_mix32(s ^ fa_mix32(uint(head) * 0x9e3779b9u + fa_mix32(uint(i))));
   if ((fa_mix32(rowKey + uint(j) * 0x85ebca6bu) >> 8u) >= ${spec.keepThreshold}u) { return ${lit(spec.dropScale)}; }
   return 0.0;`
@@ -108,9 +108,11 @@ class FlashGlProgram implements GPGPUProgram {
 export const WEBGL_KEY_BLOCK = 128
 
 // The block's first key and width arrive as uniforms, so one compiled shader serves every block.
+// So does the dropout seed (as the int with the same bits): training draws a new one every step.
 const BLOCK_UNIFORMS: UniformSpec = [
   { name: 'faJ0', type: 'int' },
   { name: 'faCols', type: 'int' },
+  { name: 'faSeed', type: 'int' },
 ]
 
 const NEG_INF = 'uintBitsToFloat(0xff800000u)'

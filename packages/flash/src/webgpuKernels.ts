@@ -9,6 +9,7 @@ import {
   FlashDqProgram,
   FlashForwardProgram,
   SliceColumnsProgram,
+  seedUniform,
 } from './webgpuPrograms.js'
 import { gpuFlashSpec, optionalGpuInputs } from './webgpuSpec.js'
 
@@ -24,6 +25,7 @@ const forward = flashKernelFunc<WebGPUBackend>(({ inputs, backend, attrs }) => {
     new FlashForwardProgram(spec),
     [q, k, v, ...[keyMask, bias].filter(present)],
     'float32',
+    seedUniform(spec),
   )
   const out = backend.runWebGPUProgram(
     new SliceColumnsProgram([b, h, n, dv], dv + 1, 0, dv),
@@ -49,10 +51,20 @@ const backward = flashKernelFunc<WebGPUBackend>(({ inputs, backend, attrs }) => 
   const spec = gpuFlashSpec(q, k, v, bias, attrs)
   const { b, kvh, m, d, dv } = spec
   const optional = [keyMask, bias].filter(present)
-  const lseDelta = backend.runWebGPUProgram(new FlashDeltaProgram(spec), [dOut, out, lse], 'float32')
+  const lseDelta = backend.runWebGPUProgram(
+    new FlashDeltaProgram(spec),
+    [dOut, out, lse],
+    'float32',
+    seedUniform(spec),
+  )
   const gradInputs = [q, k, v, dOut, lseDelta, ...optional]
-  const dq = backend.runWebGPUProgram(new FlashDqProgram(spec), gradInputs, 'float32')
-  const packed = backend.runWebGPUProgram(new FlashDkDvProgram(spec), gradInputs, 'float32')
+  const dq = backend.runWebGPUProgram(new FlashDqProgram(spec), gradInputs, 'float32', seedUniform(spec))
+  const packed = backend.runWebGPUProgram(
+    new FlashDkDvProgram(spec),
+    gradInputs,
+    'float32',
+    seedUniform(spec),
+  )
   const dk = backend.runWebGPUProgram(
     new SliceColumnsProgram([b, kvh, m, d], d + dv, 0, d),
     [packed],
@@ -64,7 +76,10 @@ const backward = flashKernelFunc<WebGPUBackend>(({ inputs, backend, attrs }) => 
     'float32',
   )
   const grads = [dq, dk, dvGrad]
-  if (bias !== null) grads.push(backend.runWebGPUProgram(new FlashDBiasProgram(spec), gradInputs, 'float32'))
+  if (bias !== null)
+    grads.push(
+      backend.runWebGPUProgram(new FlashDBiasProgram(spec), gradInputs, 'float32', seedUniform(spec)),
+    )
   backend.disposeData(packed.dataId)
   backend.disposeData(lseDelta.dataId)
   return grads

@@ -71,7 +71,7 @@ fn fa_mix32(x0: u32) -> u32 {
 }
 
 fn fa_rowKey(bi: i32, head: i32, i: i32) -> u32 {
-  let s = fa_mix32(${spec.seed >>> 0}u ^ fa_mix32(u32(bi) + 0x632be5abu));
+  let s = fa_mix32(uniforms.faSeed ^ fa_mix32(u32(bi) + 0x632be5abu));
   return fa_mix32(s ^ fa_mix32(u32(head) * 0x9e3779b9u + fa_mix32(u32(i))));
 }
 
@@ -95,6 +95,11 @@ function touchBindings(names: readonly string[]): string {
   return ['_ = uniforms.NAN;', ...names.map((name) => `_ = ${name}[0];`)].join(' ')
 }
 
+/** The per-call uniform values of every flash program (the dropout seed). */
+export function seedUniform(spec: GpuFlashSpec): Array<{ type: string; data: number[] }> {
+  return [{ type: 'uint32', data: [spec.seed >>> 0] }]
+}
+
 abstract class FlashProgram implements WebGPUProgram {
   outputShape: number[]
   shaderKey: string
@@ -102,6 +107,8 @@ abstract class FlashProgram implements WebGPUProgram {
   dispatch: [number, number, number]
   workgroupSize: [number, number, number] = [WORKGROUP, 1, 1]
   variableNames: string[]
+  // The dropout seed, passed with {@link seedUniform} on every run.
+  uniforms = 'faSeed : u32,'
   protected readonly spec: GpuFlashSpec
 
   constructor(
