@@ -92,7 +92,11 @@ export interface AttentionOptions {
   readonly rng?: SeededRandom
 }
 
-/** A per-layer KV cache entry: keys/values in the KV-head layout, before qk-norm, rotary and memory KV. */
+/**
+ * A per-layer KV cache entry: keys/values in the KV-head layout, without memory KV. Keys are stored
+ * as attended: after qk-norm (and its learned scale) and, in self-attention, after rotary/xpos at
+ * their absolute positions, so a cached step transforms only its new keys.
+ */
 export interface AttentionCache {
   /** `[b, kvHeads, m, dimHead]`. */
   readonly k: tf.Tensor4D
@@ -111,7 +115,11 @@ export interface AttentionCall {
   readonly context?: tf.Tensor | null
   /** `bool [b, mc]` for `context`. */
   readonly contextMask?: tf.Tensor | null
-  /** Rotary frequencies covering all key positions (`m` rows; queries use the last `n`). Self-attention only. */
+  /**
+   * Rotary frequencies whose last `n` rows are the positions of this call's queries and new keys
+   * (cached keys were rotated when they were stored). Self-attention only. With xpos and a cache,
+   * the xpos exponent must use a fixed origin across calls ({@link RotaryEmbedding.applyRange}).
+   */
   readonly rotary?: RotaryFreqs | null
   /** Relative position bias source (T5 / dynamic); memory KV slots get 0. */
   readonly positionBias?: PositionBias | null
@@ -120,9 +128,9 @@ export interface AttentionCall {
   /** Residual attention: the previous layer's pre-softmax logits `[b, h, n, M + m]`, added after scaling. */
   readonly prevAttn?: tf.Tensor | null
   /**
-   * KV cache hook: keys/values of earlier positions (`[b, kvHeads, mPrev, d]`, pre qk-norm/rotary,
-   * without memory KV). Self-attention appends the new keys (rotary is re-applied to all keys, so
-   * `rotary` must cover `mPrev + n` positions); cross-attention (still called with `context`) uses
+   * KV cache hook: keys/values of earlier positions (`[b, kvHeads, mPrev, d]`, keys after qk-norm
+   * and rotary as this layer returned them, without memory KV). Self-attention appends the new
+   * keys, transformed alone (O(n) rotary work per call, not O(mPrev + n)); cross-attention (still called with `context`) uses
    * the cache as the context's keys/values instead of projecting `context` again. With a cache,
    * `mask` covers all keys so far, `[b, mPrev + n]` (queries use its last `n` columns).
    */
@@ -442,11 +450,11 @@ export class Attention extends Module {
     }
     if (call.rotary != null && !isCross) {
       const [rows, rotDim] = call.rotary.freqs.shape
-      if (rows < selfKeys || rotDim > this.layout.dimHead || rotDim % 2 !== 0) {
+      if (rows < n || rotDim > this.layout.dimHead || rotDim % 2 !== 0) {
         throw new ConfigError(
           PKG,
           'rotary',
-          `Attention: rotary frequencies must cover the ${selfKeys} key positions with an even width ≤ dimHead=${this.layout.dimHead}, got [${rows},${rotDim}]`,
+          `Attention: rotary frequencies must cover the ${n} key positions of this call with an even width ≤ dimHead=${this.layout.dimHead}, got [${rows},${rotDim}]`,
         )
       }
     }
@@ -469,34 +477,37 @@ export class Attention extends Module {
       let q: tf.Tensor4D
       let k: tf.Tensor4D
       let v: tf.Tensor4D
-      if (isCross && call.cache != null) {
+      // Only this call's keys are projected, normalised and rotated; cached keys were stored that
+      // way, so a cached step does O(n) key work and one append (the concat below).
+      const cachedCross = isCross && call.cache != null
+      if (cachedCross) {
         q = splitHeads(this.qkv.toQ.forward(x) as tf.Tensor3D, heads) as tf.Tensor4D
-        k = tf.clone(call.cache.k)
-        v = tf.clone(call.cache.v)
+        k = tf.clone((call.cache as AttentionCache).k)
+        v = tf.clone((call.cache as AttentionCache).v)
       } else {
         const projected = this.qkv.forward(x as tf.Tensor3D, context as tf.Tensor3D | null)
         q = projected.q as tf.Tensor4D
         k = projected.k as tf.Tensor4D
         v = projected.v as tf.Tensor4D
-        if (call.cache != null) {
-          k = tf.concat([call.cache.k, k], 2) as tf.Tensor4D
-          v = tf.concat([call.cache.v, v], 2) as tf.Tensor4D
-        }
       }
-      const cacheK = k
-      const cacheV = v
       if (this.qkNorm) {
         q = l2normalize(q, this.qkNormGroups) as tf.Tensor4D
-        k = l2normalize(k, this.qkNormGroups) as tf.Tensor4D
-        if (this.qScale !== null && this.kScale !== null) {
-          q = tf.mul(q, this.qScale) as tf.Tensor4D
-          k = tf.mul(k, this.kScale) as tf.Tensor4D
+        if (this.qScale !== null) q = tf.mul(q, this.qScale) as tf.Tensor4D
+        if (!cachedCross) {
+          k = l2normalize(k, this.qkNormGroups) as tf.Tensor4D
+          if (this.kScale !== null) k = tf.mul(k, this.kScale) as tf.Tensor4D
         }
       }
       if (call.rotary != null && !isCross) {
         q = applyRotary(q, call.rotary, false)
         k = applyRotary(k, call.rotary, true)
       }
+      if (!isCross && call.cache != null) {
+        k = tf.concat([call.cache.k, k], 2) as tf.Tensor4D
+        v = tf.concat([call.cache.v, v], 2) as tf.Tensor4D
+      }
+      const cacheK = k
+      const cacheV = v
       const mask = call.mask ?? null
       const queryMask =
         mask === null || mask.shape[1] === n

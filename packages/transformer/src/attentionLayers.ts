@@ -536,7 +536,7 @@ export class AttentionLayers extends Module {
     const result = tf.tidy(() => {
       const n = x.shape[1] as number
       const offset = this.cacheOffset(call.cache ?? null)
-      const rotary = this.rotary === null ? null : this.rotary.apply(offset + n)
+      const rotary = this.rotary === null ? null : this.rotary.applyRange(n, offset)
       const hiddens: tf.Tensor[] = []
       const maps: tf.Tensor[] = []
       const caches: tf.Tensor[] = []

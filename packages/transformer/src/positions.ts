@@ -137,20 +137,44 @@ export class RotaryEmbedding extends Module {
     }
   }
 
-  /** Frequencies for positions `0 … m - 1` (the queries of a cached step use the last rows). */
+  /**
+   * Frequencies for positions `0 … m - 1` (the queries of a cached step use the last rows), with
+   * x-transformers' xpos centre `floor(m / 2)`.
+   */
   apply(m: number): RotaryFreqs {
+    return this.positions(0, m, Math.floor(m / 2))
+  }
+
+  /**
+   * Frequencies for the `n` positions `offset … offset + n - 1` only, as a KV-cached step needs
+   * (O(n), not O(offset + n)). The xpos exponent is measured from position 0 rather than from a
+   * centre that moves with the length: q·k only sees the difference of the query's and the key's
+   * exponents, so any fixed origin gives the same logits, and a fixed one keeps keys scaled at
+   * insert time valid at every later step. (Cost: the scales span `scale^(±m / scaleBase)` instead
+   * of half that, still far inside float32 for any practical `m`.)
+   */
+  applyRange(n: number, offset = 0): RotaryFreqs {
+    return this.positions(offset, n, 0)
+  }
+
+  private positions(offset: number, n: number, xposCentre: number): RotaryFreqs {
+    // Interleave the [dim/2] frequency vector, not the [n, dim/2] table: tf.tile over n rows is the
+    // slowest kernel of a cached step on wasm; the per-element products are the same.
     const freqs = tf.tidy(() => {
-      const t = tf.range(0, m, 1, 'float32')
-      let f = tf.mul(tf.reshape(t, [m, 1]), tf.reshape(this.buffer('inv_freq'), [1, -1]))
-      if (this.interpolationFactor !== 1) f = tf.div(f, tf.scalar(this.interpolationFactor))
-      return interleave(f)
+      const t = tf.reshape(tf.range(offset, offset + n, 1, 'float32'), [n, 1])
+      const f = tf.mul(t, interleave(tf.reshape(this.buffer('inv_freq'), [1, -1])))
+      return (
+        this.interpolationFactor !== 1 ? tf.div(f, tf.scalar(this.interpolationFactor)) : f
+      ) as tf.Tensor2D
     })
     if (!this.useXpos) return { freqs, scale: null }
     const scale = tf.tidy(() => {
-      const t = tf.range(0, m, 1, 'float32')
-      // x-transformers centres the xpos power on max_pos // 2 with max_pos = m.
-      const power = tf.div(tf.sub(t, tf.scalar(Math.floor(m / 2))), tf.scalar(this.scaleBase))
-      return interleave(tf.pow(tf.reshape(this.buffer('scale'), [1, -1]), tf.reshape(power, [m, 1])))
+      const t = tf.range(offset, offset + n, 1, 'float32')
+      const power = tf.div(tf.sub(t, tf.scalar(xposCentre)), tf.scalar(this.scaleBase))
+      return tf.pow(
+        interleave(tf.reshape(this.buffer('scale'), [1, -1])),
+        tf.reshape(power, [n, 1]),
+      ) as tf.Tensor2D
     })
     return { freqs, scale }
   }
