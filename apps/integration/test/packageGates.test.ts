@@ -5,7 +5,15 @@ import { dirname, join } from 'node:path'
 import { publint } from 'publint'
 import { formatMessage } from 'publint/utils'
 import { describe, expect, it } from 'vitest'
-import { packPackage, publicPackages, tarballFiles, tarballManifest } from './support/packing.js'
+import {
+  publicPackages,
+  REPO_ROOT,
+  tarballFiles,
+  tarballManifest,
+  tarballText,
+  workspacePackages,
+} from './support/packing.js'
+import { tarballOf } from './support/scratch.js'
 
 // Packaging gates on the tarballs users get (`pnpm pack` applies publishConfig and rewrites
 // `workspace:` ranges): publint (strict: warnings fail too) and arethetypeswrong with the
@@ -36,7 +44,7 @@ describe('package gates', () => {
   for (const pkg of packages) {
     describe(pkg.name, () => {
       it('publint (strict) reports nothing', async () => {
-        const { tarball } = packPackage(pkg)
+        const tarball = tarballOf(pkg.name)
         const bytes = readFileSync(tarball)
         const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
         const { messages, pkg: manifest } = await publint({
@@ -49,7 +57,7 @@ describe('package gates', () => {
       })
 
       it('arethetypeswrong (esm-only profile) passes', () => {
-        const { tarball } = packPackage(pkg)
+        const tarball = tarballOf(pkg.name)
         const run = spawnSync(
           process.execPath,
           [attwBin, tarball, '--profile', 'esm-only', '--format', 'ascii'],
@@ -61,7 +69,7 @@ describe('package gates', () => {
       })
 
       it('publishes dist only, with no source condition and no workspace: ranges', () => {
-        const { tarball } = packPackage(pkg)
+        const tarball = tarballOf(pkg.name)
         const files = tarballFiles(tarball)
         const stray = files.filter(
           (f) => !(f === 'package.json' || f === 'README.md' || f === 'LICENSE' || f.startsWith('dist/')),
@@ -86,6 +94,48 @@ describe('package gates', () => {
         }
         const exportsMap = manifest.exports as Record<string, unknown>
         expect(exportsMap['./internal/*'], 'internals are blocked').toBeNull()
+      })
+
+      // npm and pnpm put LICENSE in every tarball whatever `files` says; this checks it is there
+      // (the folder has its copy of the root LICENSE) and agrees with the manifest's `license`.
+      it('ships the MIT LICENSE, matching the manifest', () => {
+        const tarball = tarballOf(pkg.name)
+        expect(tarballFiles(tarball)).toContain('LICENSE')
+        const license = tarballText(tarball, 'LICENSE')
+        expect(license).toMatch(/^MIT License\n/)
+        expect(license).toContain('Copyright (c) 2026 the xattn authors')
+        expect(license).toBe(readFileSync(join(REPO_ROOT, 'LICENSE'), 'utf8'))
+        expect(tarballManifest(tarball).license).toBe('MIT')
+      })
+
+      // What users install must not need a private workspace package. devDependencies are exempt:
+      // npm, pnpm and yarn never install the devDependencies of a package that is itself a
+      // dependency, and pnpm's publishConfig cannot drop them, so the published manifest keeps
+      // e.g. `"@xattn/test-utils": "0.0.0"` there. That is harmless: it is never resolved, and the
+      // @xattn scope belongs to this project, so nobody else can publish a package by that name.
+      it('needs no private workspace package at install time', () => {
+        const manifest = tarballManifest(tarballOf(pkg.name))
+        const privateNames = workspacePackages()
+          .filter((p) => p.manifest.private === true)
+          .map((p) => p.name)
+        expect(privateNames, 'the private workspace packages').toContain('@xattn/test-utils')
+        for (const field of [
+          'dependencies',
+          'peerDependencies',
+          'optionalDependencies',
+          'bundleDependencies',
+        ]) {
+          const value = manifest[field] ?? {}
+          const names = Array.isArray(value) ? value.map(String) : Object.keys(value)
+          expect(
+            names.filter((name) => privateNames.includes(name)),
+            `${field} names a private package`,
+          ).toEqual([])
+        }
+        const devNames = Object.keys((manifest.devDependencies ?? {}) as Record<string, string>)
+        for (const name of devNames.filter((n) => privateNames.includes(n))) {
+          expect(name, 'a private devDependency outside the project scope').toMatch(/^@xattn\//)
+        }
       })
     })
   }

@@ -7,7 +7,8 @@ import { installedXattn, runScenario, type Scenario } from './support/scenario.j
 
 // Users install a subset of the packages. Each scenario packs the packages (as published), installs
 // only the named ones with npm into a scratch project outside the workspace, and runs a short
-// script there. Installs are cached by tarball hash, so only changed packages cost an install.
+// script there. Each test run installs into its own scratch folder (support/globalSetup.ts); a
+// scenario used by several tests is installed once per run.
 
 /** Shared prelude: tfjs on cpu, a tiny deterministic q/k/v, and a helper that captures errors. */
 const PRELUDE = `

@@ -1,33 +1,11 @@
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 /** The monorepo root (this file is apps/integration/test/support/packing.ts). */
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..')
-
-/**
- * Scratch space outside the workspace: tarballs and scenario projects live here so that npm in a
- * scenario never sees the pnpm workspace (no hoisted @xattn/* to fall back on by accident).
- */
-export const SCRATCH_ROOT = join(
-  tmpdir(),
-  `xattn-integration-${createHash('sha256').update(REPO_ROOT).digest('hex').slice(0, 8)}`,
-)
-
-/**
- * Whether a stale scratch entry may go: only when untouched for 15 minutes, so a run that
- * started earlier (with other dist contents) is not robbed of its tarball or install.
- */
-export function isStale(path: string): boolean {
-  try {
-    return Date.now() - statSync(path).mtimeMs > 15 * 60 * 1000
-  } catch {
-    return false
-  }
-}
 
 export interface PublicPackage {
   /** `@xattn/core` */
@@ -38,8 +16,8 @@ export interface PublicPackage {
   readonly manifest: Readonly<Record<string, unknown>>
 }
 
-/** Every non-private package under packages/: the ones users install. */
-export function publicPackages(): PublicPackage[] {
+/** Every package under packages/, private ones included (see {@link publicPackages}). */
+export function workspacePackages(): PublicPackage[] {
   const root = join(REPO_ROOT, 'packages')
   return readdirSync(root)
     .sort()
@@ -47,9 +25,13 @@ export function publicPackages(): PublicPackage[] {
       const path = join(root, folder, 'package.json')
       if (!existsSync(path)) return []
       const manifest = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
-      if (manifest.private === true) return []
       return [{ name: String(manifest.name), folder, dir: join(root, folder), manifest }]
     })
+}
+
+/** Every non-private package under packages/: the ones users install. */
+export function publicPackages(): PublicPackage[] {
+  return workspacePackages().filter((pkg) => pkg.manifest.private !== true)
 }
 
 function filesUnder(dir: string): string[] {
@@ -61,51 +43,43 @@ function filesUnder(dir: string): string[] {
 }
 
 /**
- * A hash of everything `pnpm pack` reads for one package: its manifest and README, its `dist`,
- * and every workspace manifest (pack rewrites `workspace:^` ranges to the siblings' versions).
+ * A hash of everything `pnpm pack` reads for one package: its manifest, README and LICENSE, its
+ * `dist`, and every workspace manifest (pack rewrites `workspace:` ranges to the siblings' versions).
  */
 function packInputsHash(pkg: PublicPackage): string {
   const hash = createHash('sha256')
   const inputs = [
     join(pkg.dir, 'package.json'),
     join(pkg.dir, 'README.md'),
+    join(pkg.dir, 'LICENSE'),
     ...filesUnder(join(pkg.dir, 'dist')),
   ]
-  for (const other of publicPackages()) inputs.push(join(other.dir, 'package.json'))
+  for (const other of workspacePackages()) inputs.push(join(other.dir, 'package.json'))
   for (const path of inputs) {
     if (!existsSync(path)) continue
     hash.update(relative(REPO_ROOT, path))
     hash.update(readFileSync(path))
   }
-  return hash.digest('hex').slice(0, 16)
+  return hash.digest('hex')
 }
 
 /**
  * Packs a package with `pnpm pack` (which applies `publishConfig` and rewrites `workspace:`
- * ranges), caching the tarball by the hash of its inputs. Requires a prior build (`dist`).
+ * ranges) into `destination`, a folder that belongs to this test run alone (see globalSetup.ts).
+ * Requires a prior build (`dist`). Returns the tarball's path.
  */
-export function packPackage(pkg: PublicPackage, { prune = false } = {}): { tarball: string; hash: string } {
+export function packPackage(pkg: PublicPackage, destination: string): string {
   if (!existsSync(join(pkg.dir, 'dist'))) {
     throw new Error(
       `${pkg.name} has no dist/: run 'pnpm exec turbo run build --filter=@xattn/integration...' first`,
     )
   }
-  const dir = join(SCRATCH_ROOT, 'tarballs')
-  // The working tree is shared with builds that may be rewriting dist/ right now: a pack counts
-  // only if the inputs hash the same before and after it.
+  const tarball = join(destination, `${pkg.folder}.tgz`)
+  // The working tree may be shared with a build rewriting dist/ right now (another shell): a pack
+  // counts only if its inputs hash the same before and after it.
   for (let attempt = 0; attempt < 5; attempt++) {
-    const hash = packInputsHash(pkg)
-    const tarball = join(dir, `${pkg.folder}-${hash}.tgz`)
-    if (existsSync(tarball)) return { tarball, hash }
-    // Stale tarballs of this package (other hashes) go only when one process packs (the global
-    // setup): a test worker pruning could delete a tarball another worker has just made.
-    for (const entry of prune && existsSync(dir) ? readdirSync(dir) : []) {
-      const path = join(dir, entry)
-      if (entry.startsWith(`${pkg.folder}-`) && entry.endsWith('.tgz') && isStale(path)) {
-        rmSync(path, { force: true })
-      }
-    }
-    const work = join(dir, `tmp-${pkg.folder}-${process.pid}-${Date.now()}`)
+    const before = packInputsHash(pkg)
+    const work = join(destination, `.pack-${pkg.folder}-${attempt}`)
     mkdirSync(work, { recursive: true })
     try {
       const [command, ...prefix] = pnpmCommand()
@@ -115,9 +89,9 @@ export function packPackage(pkg: PublicPackage, { prune = false } = {}): { tarba
       })
       const [produced] = readdirSync(work).filter((f) => f.endsWith('.tgz'))
       if (produced === undefined) throw new Error(`pnpm pack produced no tarball for ${pkg.name}`)
-      if (packInputsHash(pkg) === hash) {
+      if (packInputsHash(pkg) === before) {
         renameSync(join(work, produced), tarball)
-        return { tarball, hash }
+        return tarball
       }
     } finally {
       rmSync(work, { recursive: true, force: true })
@@ -147,7 +121,12 @@ export function tarballFiles(tarball: string): string[] {
     .sort()
 }
 
+/** A file inside a tarball, as published (`path` without the leading `package/`). */
+export function tarballText(tarball: string, path: string): string {
+  return execFileSync('tar', ['-xzOf', tarball, `package/${path}`], { encoding: 'utf8' })
+}
+
 /** The package.json inside a tarball, as published. */
 export function tarballManifest(tarball: string): Record<string, unknown> {
-  return JSON.parse(execFileSync('tar', ['-xzOf', tarball, 'package/package.json'], { encoding: 'utf8' }))
+  return JSON.parse(tarballText(tarball, 'package.json'))
 }
