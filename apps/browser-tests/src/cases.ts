@@ -112,6 +112,10 @@ export function equivalenceCases(): AttendCase[] {
       { causal: true, keyMask: 'random', grad: true },
       17,
     ),
+    // KV-cache decoding: one query over a growing cache. WebGPU's forward shader takes m as a
+    // uniform, so the second call reuses the first call's compiled shader with more keys.
+    makeCase('decode step n = 1, m = 5', [1, 4, 2, 1, 5, 8, 8], { causal: true, alibi: true }, 19),
+    makeCase('decode step n = 1, m = 6', [1, 4, 2, 1, 6, 8, 8], { causal: true, alibi: true }, 19),
     // Wide heads: fewer keys fit a WebGPU tile (3072 floats / (d + dv) = 24), so m spans 3 tiles.
     makeCase('wide heads d = dv = 64', [1, 2, 1, 9, 60, 64, 64], { causal: true, grad: true }, 18),
   ]

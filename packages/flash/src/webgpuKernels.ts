@@ -8,6 +8,7 @@ import {
   FlashDkDvProgram,
   FlashDqProgram,
   FlashForwardProgram,
+  forwardUniforms,
   SliceColumnsProgram,
   seedUniform,
 } from './webgpuPrograms.js'
@@ -25,7 +26,7 @@ const forward = flashKernelFunc<WebGPUBackend>(({ inputs, backend, attrs }) => {
     new FlashForwardProgram(spec),
     [q, k, v, ...[keyMask, bias].filter(present)],
     'float32',
-    seedUniform(spec),
+    forwardUniforms(spec),
   )
   const out = backend.runWebGPUProgram(
     new SliceColumnsProgram([b, h, n, dv], dv + 1, 0, dv),

@@ -18,7 +18,7 @@ const ceilDiv = (a: number, b: number) => Math.ceil(a / b)
  * logit terms (bias, ALiBi) and the counter-based dropout mask of the wasm kernel (lowbias32 on
  * (seed, batch, head, query, key)), so every backend drops the same weights for a seed.
  */
-function commonWgsl(spec: GpuFlashSpec): string {
+function commonWgsl(spec: GpuFlashSpec, dynamicKeys = false): string {
   const { b, h, kvh, n, m, d, dv, groups } = spec
   const biasIndex = spec.hasBias
     ? `((${spec.biasB > 1 ? 'bi' : '0'} * ${spec.biasH} + ${spec.biasH > 1 ? 'head' : '0'}) * FA_N + i) * FA_M + j`
@@ -29,11 +29,11 @@ const FA_B: i32 = ${b};
 const FA_H: i32 = ${h};
 const FA_KVH: i32 = ${kvh};
 const FA_N: i32 = ${n};
-const FA_M: i32 = ${m};
+${dynamicKeys ? 'var<private> FA_M: i32;' : `const FA_M: i32 = ${m};`}
 const FA_D: i32 = ${d};
 const FA_DV: i32 = ${dv};
 const FA_G: i32 = ${groups};
-const FA_OFF: i32 = ${m - n};
+${dynamicKeys ? 'var<private> FA_OFF: i32;' : `const FA_OFF: i32 = ${m - n};`}
 const FA_WG: i32 = ${WORKGROUP};
 const FA_MIN: f32 = ${lit(-3.4028234663852886e38)};
 ${slopes === null ? '' : `var<private> FA_SLOPES: array<f32, ${h}> = array<f32, ${h}>(${slopes.map(lit).join(', ')});`}
@@ -100,6 +100,11 @@ export function seedUniform(spec: GpuFlashSpec): Array<{ type: string; data: num
   return [{ type: 'uint32', data: [spec.seed >>> 0] }]
 }
 
+/** The per-call uniform values of {@link FlashForwardProgram}: the dropout seed and the key count. */
+export function forwardUniforms(spec: GpuFlashSpec): Array<{ type: string; data: number[] }> {
+  return [...seedUniform(spec), { type: 'int32', data: [spec.m] }]
+}
+
 abstract class FlashProgram implements WebGPUProgram {
   outputShape: number[]
   shaderKey: string
@@ -141,6 +146,9 @@ function optionalNames(spec: GpuFlashSpec): string[] {
  */
 export class FlashForwardProgram extends FlashProgram {
   private readonly tile: number
+  // The key count arrives as a uniform: decoding with a KV cache grows it by one every token, and
+  // a baked-in m would compile new shaders per token.
+  override uniforms = 'faSeed : u32, faM : i32,'
   constructor(spec: GpuFlashSpec) {
     const rows = spec.groups * spec.n
     const groups = spec.b * spec.kvh
@@ -151,6 +159,7 @@ export class FlashForwardProgram extends FlashProgram {
       [spec.b * spec.h * spec.n * (spec.dv + 1)],
       groups * ceilDiv(rows, WORKGROUP),
     )
+    this.shaderKey = `xattnFlashFwd:${gpuSpecKey({ ...spec, m: 0 })}`
     this.tile = tileRows(spec.d + spec.dv)
   }
 
@@ -158,7 +167,7 @@ export class FlashForwardProgram extends FlashProgram {
     const TK = this.tile
     const rows = this.spec.groups * this.spec.n
     const perGroup = ceilDiv(rows, WORKGROUP)
-    return `${commonWgsl(this.spec)}
+    return `${commonWgsl(this.spec, true)}
 const FA_TK: i32 = ${TK};
 var<workgroup> fa_k: array<f32, ${Math.max(1, TK * this.spec.d)}>;
 var<workgroup> fa_v: array<f32, ${Math.max(1, TK * this.spec.dv)}>;
@@ -166,6 +175,8 @@ var<workgroup> fa_end: i32;
 
 fn main(index: i32) {
   ${touchBindings(this.variableNames)}
+  FA_M = uniforms.faM;
+  FA_OFF = FA_M - FA_N;
   let wg = fa_workgroupIndex();
   let inRange = wg < ${this.spec.b * this.spec.kvh * perGroup};
   let bg = min(wg / ${perGroup}, FA_B * FA_KVH - 1);

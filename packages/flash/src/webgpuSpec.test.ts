@@ -81,8 +81,13 @@ describe('gpuFlashSpec', () => {
     const forward = new FlashForwardProgram(spec)
     const other = new FlashForwardProgram({ ...spec, causal: false })
     expect(forward.shaderKey).not.toBe(other.shaderKey)
+    // The seed and (for the forward) the key count are uniforms: KV-cache decoding and dropout
+    // training reuse one compiled shader.
+    expect(new FlashForwardProgram({ ...spec, m: 10, seed: 99 }).shaderKey).toBe(forward.shaderKey)
+    expect(new FlashDqProgram({ ...spec, seed: 99 }).shaderKey).toBe(new FlashDqProgram(spec).shaderKey)
     const wgsl = forward.getUserCode()
-    expect(wgsl).toContain('const FA_OFF: i32 = 4;')
+    expect(wgsl).toContain('FA_OFF = FA_M - FA_N;')
+    expect(new FlashDqProgram(spec).getUserCode()).toContain('const FA_OFF: i32 = 4;')
     expect(wgsl).toContain('if (j > i + FA_OFF) { return false; }')
     expect(wgsl).toContain(`>= ${Math.round(0.25 * 2 ** 24)}u`)
     expect(other.getUserCode()).not.toContain('if (j > i + FA_OFF)')
