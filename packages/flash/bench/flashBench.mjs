@@ -3,6 +3,7 @@
 // and forward+backward, h=8, d=64, MHA / GQA / MQA / causal. Runs against the built dist.
 //   --quick        N=256 only (smoke run)
 //   --write        replace the flash section of docs/benchmarks.md with the results
+//   --onnx         only the ONNX Runtime comparison (bench/onnxBench.mjs; with --write, its docs block)
 //   --memory-child internal: one N=16384 causal row in a fresh process, for its peak RSS
 import { spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -236,7 +237,10 @@ function writeDocs(section) {
   console.log(`wrote ${docsPath}`)
 }
 
-if (args.has('--memory-child')) {
+if (args.has('--onnx')) {
+  const { runOnnxComparison } = await import('./onnxBench.mjs')
+  await runOnnxComparison({ write: args.has('--write'), docsPath, command: 'pnpm bench -- --onnx' })
+} else if (args.has('--memory-child')) {
   await memoryChild()
 } else {
   const started = performance.now()
