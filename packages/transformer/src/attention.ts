@@ -17,6 +17,7 @@ import { mergeHeads, QKVProjection, splitHeads } from '@xattn/kv-heads'
 import { initMemoryKv, prependMemoryKv } from '@xattn/memory-kv'
 import { ModuleList } from './containers.js'
 import { Linear } from './linear.js'
+import { ATTENTION_KEYS, rejectUnknownOptions } from './optionKeys.js'
 import type { PositionBias } from './positionBias.js'
 import { applyRotary, type RotaryFreqs } from './positions.js'
 import { l2normalize, maybeDropout, mixHeads, softclamp } from './tensorOps.js'
@@ -218,6 +219,7 @@ export class Attention extends Module {
 
   constructor(options: AttentionOptions) {
     super()
+    rejectUnknownOptions('Attention', options, ATTENTION_KEYS)
     const rng = options.rng ?? new SeededRandom(0)
     this.dim = positiveInt('dim', options.dim)
     this.dimContext = positiveInt('dimContext', options.dimContext ?? options.dim)
@@ -295,6 +297,17 @@ export class Attention extends Module {
       )
     }
 
+    // Every option is checked before the first tensor is created, so a rejected layer leaks nothing.
+    const maxAttendPast = options.maxAttendPast ?? null
+    if (maxAttendPast !== null && !(Number.isInteger(maxAttendPast) && maxAttendPast >= 0)) {
+      throw new ConfigError(
+        PKG,
+        'maxAttendPast',
+        `Attention: maxAttendPast must be a non-negative integer, got ${maxAttendPast}`,
+      )
+    }
+    if (options.dimOut !== undefined) positiveInt('dimOut', options.dimOut)
+
     // Projections and head split from @xattn/kv-heads, mounted at this level so the names are
     // x-transformers' (`to_q.weight`, …).
     this.qkv = new QKVProjection({ layout, dim: this.dim, dimKv: this.dimContext, rng })
@@ -336,14 +349,7 @@ export class Attention extends Module {
       this.postTalking = null
     }
     this.addZeroKv = options.addZeroKv ?? false
-    this.maxAttendPast = options.maxAttendPast ?? null
-    if (this.maxAttendPast !== null && !(Number.isInteger(this.maxAttendPast) && this.maxAttendPast >= 0)) {
-      throw new ConfigError(
-        PKG,
-        'maxAttendPast',
-        `Attention: maxAttendPast must be a non-negative integer, got ${this.maxAttendPast}`,
-      )
-    }
+    this.maxAttendPast = maxAttendPast
     if (options.gateValueHeads === true) {
       const headGate = this.addModule(
         'to_v_head_gate',

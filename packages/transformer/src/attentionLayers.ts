@@ -1,10 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core'
-import { ConfigError, Module, SeededRandom } from '@xattn/core'
+import { assertFinite, ConfigError, Module, SeededRandom } from '@xattn/core'
 import { Attention, type AttentionCache, type AttentionOptions } from './attention.js'
 import { FnWrapper, GRUGating, LayerScale, Residual, type ResidualJoin, shiftTokens } from './blocks.js'
 import { ModuleList } from './containers.js'
 import { FeedForward, type FeedForwardOptions } from './feedForward.js'
 import { createNorm, type Norm, type NormKind } from './norms.js'
+import { ATTENTION_LAYERS_KEYS, rejectUnknownStackOptions, STACK_KEYS } from './optionKeys.js'
 import { DynamicPositionBias, type PositionBias, RelativePositionBias } from './positionBias.js'
 import { alibiSlopes, RotaryEmbedding } from './positions.js'
 import { softclamp } from './tensorOps.js'
@@ -189,296 +190,305 @@ export class AttentionLayers extends Module {
 
   constructor(options: AttentionLayersOptions) {
     super()
-    const rng = new SeededRandom(options.seed ?? 0)
-    const dim = options.dim
-    if (!(Number.isInteger(dim) && dim > 0))
-      throw new ConfigError(PKG, 'dim', `AttentionLayers: dim must be a positive integer, got ${dim}`)
-    if (
-      options.customLayers === undefined &&
-      !(Number.isInteger(options.depth) && (options.depth ?? 0) > 0)
-    ) {
-      throw new ConfigError(
-        PKG,
-        'depth',
-        `AttentionLayers: depth must be a positive integer, got ${options.depth}`,
-      )
-    }
-    this.dim = dim
-    this.heads = options.heads ?? 8
-    this.causal = options.causal ?? false
-    this.crossAttend = options.crossAttend ?? false
-    const attnOptions = options.attn ?? {}
-    const dimHead = attnOptions.dimHead ?? 64
-    const rotaryOn = (options.rotaryPosEmb ?? false) || (options.rotaryXpos ?? false)
-    this.disableAbsPosEmb = options.disableAbsPosEmb ?? ((options.relPosBias ?? false) || rotaryOn)
-
-    const norms = oneOf({
-      useScalenorm: options.useScalenorm,
-      useRmsnorm: options.useRmsnorm,
-      useSimpleRmsnorm: options.useSimpleRmsnorm,
-    })
-    if (norms.length > 1)
-      throw new ConfigError(
-        PKG,
-        norms[1] ?? 'norm',
-        `AttentionLayers: choose at most one of ${norms.join(', ')}`,
-      )
-    const normKind: NormKind = options.useScalenorm
-      ? 'scalenorm'
-      : options.useRmsnorm
-        ? 'rmsnorm'
-        : options.useSimpleRmsnorm
-          ? 'simplermsnorm'
-          : 'layernorm'
-    const unitOffset = options.normAddUnitOffset ?? true
-    const makeNorm = () => createNorm(normKind, dim, unitOffset)
-
-    const biases = oneOf({
-      relPosBias: options.relPosBias,
-      dynamicPosBias: options.dynamicPosBias,
-      alibiPosBias: options.alibiPosBias,
-    })
-    if (biases.length > 1)
-      throw new ConfigError(
-        PKG,
-        biases[1] ?? 'relPosBias',
-        `AttentionLayers: choose at most one of ${biases.join(', ')}`,
-      )
-    if (options.rotaryXpos === true && !this.causal) {
-      throw new ConfigError(
-        PKG,
-        'rotaryXpos',
-        'AttentionLayers: rotaryXpos needs causal attention (a Decoder)',
-      )
-    }
-    const sandwich = options.sandwichNorm ?? false
-    const resiDual = options.resiDual ?? false
-    if (resiDual && sandwich) {
-      throw new ConfigError(
-        PKG,
-        'resiDual',
-        'AttentionLayers: choose either sandwichNorm or resiDual, not both',
-      )
-    }
-    // ResiDual is post-norm plus a pre-norm-style outer residual stream.
-    this.preNorm = resiDual ? false : (options.preNorm ?? true)
-    if (sandwich && !this.preNorm)
-      throw new ConfigError(PKG, 'sandwichNorm', 'AttentionLayers: sandwichNorm needs preNorm')
-    const resiDualScale = options.resiDualScale ?? 1
-    if (!(resiDualScale > 0 && resiDualScale <= 1)) {
-      throw new ConfigError(
-        PKG,
-        'resiDualScale',
-        `AttentionLayers: resiDualScale must be in (0, 1], got ${resiDualScale}`,
-      )
-    }
-    this.resiDualScale = resiDual ? resiDualScale : null
-    this.addValueResidual = options.addValueResidual ?? false
-    this.residualAttn = options.residualAttn ?? false
-    this.crossResidualAttn = options.crossResidualAttn ?? false
-    this.softclampOutputValue = options.softclampOutput === true ? (options.softclampOutputValue ?? 30) : null
-
-    if (rotaryOn) {
-      // x-transformers' default: max(dimHead / 2, 32). An explicit rotaryEmbDim is taken as is
-      // (fromXTransformers applies x-transformers' floor of 32 to the Python kwarg itself).
-      const rotDim = options.rotaryEmbDim ?? Math.max(Math.floor(dimHead / 2), 32)
-      if (!(Number.isInteger(rotDim) && rotDim > 0) || rotDim > dimHead || rotDim % 2 !== 0) {
-        throw new ConfigError(
-          PKG,
-          'rotaryEmbDim',
-          `AttentionLayers: the rotary dimension must be even and at most dimHead=${dimHead}, got ${rotDim}` +
-            (options.rotaryEmbDim === undefined
-              ? ' (the default max(dimHead / 2, 32)); pass rotaryEmbDim'
-              : ''),
-        )
-      }
-      this.rotary = this.addModule(
-        'rotary_pos_emb',
-        new RotaryEmbedding({
-          dim: rotDim,
-          useXpos: options.rotaryXpos ?? false,
-          scaleBase: options.rotaryXposScaleBase ?? 512,
-          interpolationFactor: options.rotaryInterpolationFactor ?? 1,
-          baseRescaleFactor: options.rotaryBaseRescaleFactor ?? 1,
-        }),
-      )
-    } else {
-      this.rotary = null
-    }
-    this.alibiSlopes = null
-    this.positionBias = null
-    if (options.relPosBias === true) {
-      const numBuckets = options.relPosNumBuckets ?? 32
-      const maxDistance = options.relPosMaxDistance ?? 128
-      if (numBuckets > maxDistance)
-        throw new ConfigError(
-          PKG,
-          'relPosNumBuckets',
-          'AttentionLayers: relPosNumBuckets must be at most relPosMaxDistance',
-        )
-      this.positionBias = this.addModule(
-        'rel_pos',
-        new RelativePositionBias({
-          heads: this.heads,
-          causal: this.causal,
-          scale: dimHead ** 0.5,
-          numBuckets,
-          maxDistance,
-          rng,
-        }),
-      )
-    } else if (options.dynamicPosBias === true) {
-      this.positionBias = this.addModule(
-        'rel_pos',
-        new DynamicPositionBias({
-          dim: Math.floor(dim / 4),
-          heads: this.heads,
-          depth: options.dynamicPosBiasMlpDepth ?? 2,
-          logDistance: options.dynamicPosBiasLogDistance ?? false,
-          rng,
-        }),
-      )
-    } else if (options.alibiPosBias === true) {
-      const alibiHeads = options.alibiNumHeads ?? this.heads
-      if (!(Number.isInteger(alibiHeads) && alibiHeads > 0 && alibiHeads <= this.heads)) {
-        throw new ConfigError(
-          PKG,
-          'alibiNumHeads',
-          `AttentionLayers: alibiNumHeads must be in [1, heads=${this.heads}], got ${alibiHeads}`,
-        )
-      }
-      const slopes = alibiSlopes(alibiHeads)
-      this.alibiSlopes = [...slopes, ...new Array<number>(this.heads - alibiHeads).fill(0)]
-    }
-
-    const onlyCross = options.onlyCross ?? false
-    let block: ('a' | 'c' | 'f')[] = this.crossAttend
-      ? onlyCross
-        ? ['c', 'f']
-        : ['a', 'c', 'f']
-      : ['a', 'f']
-    const macaron = options.macaron ?? false
-    if (macaron) block = ['f', ...block]
-    let executeOrder: number[] | null =
-      options.layersExecuteOrder === undefined ? null : [...options.layersExecuteOrder]
-    let typeOptions = options
-    if (options.weightTieLayers === true) {
-      // x-transformers: one block of parameters, executed `depth` times.
+    rejectUnknownStackOptions('AttentionLayers', options, ATTENTION_LAYERS_KEYS)
+    try {
+      const rng = new SeededRandom(options.seed ?? 0)
+      const dim = options.dim
+      if (!(Number.isInteger(dim) && dim > 0))
+        throw new ConfigError(PKG, 'dim', `AttentionLayers: dim must be a positive integer, got ${dim}`)
       if (
-        executeOrder !== null ||
-        options.customLayers !== undefined ||
-        options.parRatio !== undefined ||
-        options.sandwichCoef !== undefined
+        options.customLayers === undefined &&
+        !(Number.isInteger(options.depth) && (options.depth ?? 0) > 0)
       ) {
         throw new ConfigError(
           PKG,
-          'weightTieLayers',
-          'AttentionLayers: weightTieLayers excludes layersExecuteOrder, customLayers, parRatio and sandwichCoef',
+          'depth',
+          `AttentionLayers: depth must be a positive integer, got ${options.depth}`,
         )
       }
-      executeOrder = []
-      for (let d = 0; d < (options.depth ?? 0); d++) executeOrder.push(...block.map((_, i) => i))
-      typeOptions = { ...options, depth: 1 }
-    }
-    const types = layerTypesOf(typeOptions, block)
-    this.layerTypes = types
-    const order = executeOrder ?? types.map((_, i) => i)
-    if (order.length === 0 || order.some((i) => !(Number.isInteger(i) && i >= 0 && i < types.length))) {
-      throw new ConfigError(
-        PKG,
-        'layersExecuteOrder',
-        `AttentionLayers: layersExecuteOrder must index the ${types.length} layers, got ${JSON.stringify(order)}`,
-      )
-    }
-    this.executeOrder = order
-    const dropOption = options.layerDropout ?? 0
-    const drops = typeof dropOption === 'number' ? types.map(() => dropOption) : [...dropOption]
-    if (drops.length !== types.length || drops.some((p) => !(p >= 0 && p < 1))) {
-      throw new ConfigError(
-        PKG,
-        'layerDropout',
-        `AttentionLayers: layerDropout must be in [0, 1), one number or one per layer (${types.length}), got ${JSON.stringify(dropOption)}`,
-      )
-    }
-    this.layerDropouts = drops
+      this.dim = dim
+      this.heads = options.heads ?? 8
+      this.causal = options.causal ?? false
+      this.crossAttend = options.crossAttend ?? false
+      const attnOptions = options.attn ?? {}
+      const dimHead = attnOptions.dimHead ?? 64
+      const rotaryOn = (options.rotaryPosEmb ?? false) || (options.rotaryXpos ?? false)
+      this.disableAbsPosEmb = options.disableAbsPosEmb ?? ((options.relPosBias ?? false) || rotaryOn)
 
-    const shiftOption = options.shiftTokens ?? 0
-    const shiftsPerLayer = typeof shiftOption === 'number' ? types.map(() => shiftOption) : [...shiftOption]
-    if (shiftsPerLayer.length !== types.length) {
-      throw new ConfigError(
-        PKG,
-        'shiftTokens',
-        `AttentionLayers: shiftTokens needs one entry per layer (${types.length}), got ${shiftsPerLayer.length}`,
-      )
-    }
-    const useLayerscale = options.useLayerscale ?? false
-    const zeroInit = options.zeroInitBranchOutput ?? false
-    const layers = this.addModule('layers', new ModuleList())
-    types.forEach((type, index) => {
-      const layer = layers.add(index, new ModuleList())
-      const normList = layer.add(0, new ModuleList())
-      const preNormModule = this.preNorm ? normList.add(0, makeNorm()) : null
-      const postBranchNorm = sandwich ? normList.add(1, makeNorm()) : null
-      const postMainNorm = this.preNorm ? null : normList.add(2, makeNorm())
-      let core: Module
-      let attention: Attention | null = null
-      let feedForward: FeedForward | null = null
-      if (type === 'f') {
-        feedForward = new FeedForward({
-          dim,
-          ...(options.ff ?? {}),
-          ...(zeroInit ? { zeroInitOutput: true } : {}),
-          rng,
-        })
-        core = feedForward
-      } else {
-        const merged = type === 'c' ? { ...attnOptions, ...(options.crossAttn ?? {}) } : attnOptions
-        attention = new Attention({
-          dim,
-          heads: this.heads,
-          causal: type === 'a' ? this.causal : false,
-          ...merged,
-          ...(zeroInit ? { zeroInitOutput: true } : {}),
-          rng,
-        })
-        core = attention
-      }
-      const branchScale = macaron && type === 'f' ? 0.5 : 1
-      let top: Module = core
-      if (branchScale !== 1) top = new FnWrapper(top)
-      const layerShift = shiftsPerLayer[index] ?? 0
-      let shifts: number[] | null = null
-      if (layerShift > 0) {
-        const lower = this.causal ? 0 : -layerShift
-        shifts = []
-        for (let s = lower; s <= layerShift; s++) shifts.push(s)
-        top = new FnWrapper(top)
-      }
-      let layerScale: LayerScale | null = null
-      if (useLayerscale) {
-        layerScale = new LayerScale(top, dim, options.layerscaleInitValue ?? 0, unitOffset)
-        top = layerScale
-      }
-      layer.add(1, top)
-      const residual: ResidualJoin =
-        options.gateResidual === true
-          ? new GRUGating(dim, options.scaleResidual ?? false, rng)
-          : new Residual(dim, options.scaleResidual ?? false, options.scaleResidualConstant ?? 1)
-      layer.add(2, residual)
-      this.slots.push({
-        type,
-        preNorm: preNormModule,
-        postBranchNorm,
-        postMainNorm,
-        attention,
-        feedForward,
-        branchScale,
-        shifts,
-        layerScale,
-        residual,
+      const norms = oneOf({
+        useScalenorm: options.useScalenorm,
+        useRmsnorm: options.useRmsnorm,
+        useSimpleRmsnorm: options.useSimpleRmsnorm,
       })
-    })
-    this.finalNorm = this.preNorm || resiDual ? this.addModule('final_norm', makeNorm()) : null
+      if (norms.length > 1)
+        throw new ConfigError(
+          PKG,
+          norms[1] ?? 'norm',
+          `AttentionLayers: choose at most one of ${norms.join(', ')}`,
+        )
+      const normKind: NormKind = options.useScalenorm
+        ? 'scalenorm'
+        : options.useRmsnorm
+          ? 'rmsnorm'
+          : options.useSimpleRmsnorm
+            ? 'simplermsnorm'
+            : 'layernorm'
+      const unitOffset = options.normAddUnitOffset ?? true
+      const makeNorm = () => createNorm(normKind, dim, unitOffset)
+
+      const biases = oneOf({
+        relPosBias: options.relPosBias,
+        dynamicPosBias: options.dynamicPosBias,
+        alibiPosBias: options.alibiPosBias,
+      })
+      if (biases.length > 1)
+        throw new ConfigError(
+          PKG,
+          biases[1] ?? 'relPosBias',
+          `AttentionLayers: choose at most one of ${biases.join(', ')}`,
+        )
+      if (options.rotaryXpos === true && !this.causal) {
+        throw new ConfigError(
+          PKG,
+          'rotaryXpos',
+          'AttentionLayers: rotaryXpos needs causal attention (a Decoder)',
+        )
+      }
+      const sandwich = options.sandwichNorm ?? false
+      const resiDual = options.resiDual ?? false
+      if (resiDual && sandwich) {
+        throw new ConfigError(
+          PKG,
+          'resiDual',
+          'AttentionLayers: choose either sandwichNorm or resiDual, not both',
+        )
+      }
+      // ResiDual is post-norm plus a pre-norm-style outer residual stream.
+      this.preNorm = resiDual ? false : (options.preNorm ?? true)
+      if (sandwich && !this.preNorm)
+        throw new ConfigError(PKG, 'sandwichNorm', 'AttentionLayers: sandwichNorm needs preNorm')
+      const resiDualScale = options.resiDualScale ?? 1
+      if (!(resiDualScale > 0 && resiDualScale <= 1)) {
+        throw new ConfigError(
+          PKG,
+          'resiDualScale',
+          `AttentionLayers: resiDualScale must be in (0, 1], got ${resiDualScale}`,
+        )
+      }
+      this.resiDualScale = resiDual ? resiDualScale : null
+      this.addValueResidual = options.addValueResidual ?? false
+      this.residualAttn = options.residualAttn ?? false
+      this.crossResidualAttn = options.crossResidualAttn ?? false
+      this.softclampOutputValue =
+        options.softclampOutput === true ? (options.softclampOutputValue ?? 30) : null
+
+      if (rotaryOn) {
+        // x-transformers' default: max(dimHead / 2, 32). An explicit rotaryEmbDim is taken as is
+        // (fromXTransformers applies x-transformers' floor of 32 to the Python kwarg itself).
+        const rotDim = options.rotaryEmbDim ?? Math.max(Math.floor(dimHead / 2), 32)
+        if (!(Number.isInteger(rotDim) && rotDim > 0) || rotDim > dimHead || rotDim % 2 !== 0) {
+          throw new ConfigError(
+            PKG,
+            'rotaryEmbDim',
+            `AttentionLayers: the rotary dimension must be even and at most dimHead=${dimHead}, got ${rotDim}` +
+              (options.rotaryEmbDim === undefined
+                ? ' (the default max(dimHead / 2, 32)); pass rotaryEmbDim'
+                : ''),
+          )
+        }
+        this.rotary = this.addModule(
+          'rotary_pos_emb',
+          new RotaryEmbedding({
+            dim: rotDim,
+            useXpos: options.rotaryXpos ?? false,
+            scaleBase: options.rotaryXposScaleBase ?? 512,
+            interpolationFactor: options.rotaryInterpolationFactor ?? 1,
+            baseRescaleFactor: options.rotaryBaseRescaleFactor ?? 1,
+          }),
+        )
+      } else {
+        this.rotary = null
+      }
+      this.alibiSlopes = null
+      this.positionBias = null
+      if (options.relPosBias === true) {
+        const numBuckets = options.relPosNumBuckets ?? 32
+        const maxDistance = options.relPosMaxDistance ?? 128
+        if (numBuckets > maxDistance)
+          throw new ConfigError(
+            PKG,
+            'relPosNumBuckets',
+            'AttentionLayers: relPosNumBuckets must be at most relPosMaxDistance',
+          )
+        this.positionBias = this.addModule(
+          'rel_pos',
+          new RelativePositionBias({
+            heads: this.heads,
+            causal: this.causal,
+            scale: dimHead ** 0.5,
+            numBuckets,
+            maxDistance,
+            rng,
+          }),
+        )
+      } else if (options.dynamicPosBias === true) {
+        this.positionBias = this.addModule(
+          'rel_pos',
+          new DynamicPositionBias({
+            dim: Math.floor(dim / 4),
+            heads: this.heads,
+            depth: options.dynamicPosBiasMlpDepth ?? 2,
+            logDistance: options.dynamicPosBiasLogDistance ?? false,
+            rng,
+          }),
+        )
+      } else if (options.alibiPosBias === true) {
+        const alibiHeads = options.alibiNumHeads ?? this.heads
+        if (!(Number.isInteger(alibiHeads) && alibiHeads > 0 && alibiHeads <= this.heads)) {
+          throw new ConfigError(
+            PKG,
+            'alibiNumHeads',
+            `AttentionLayers: alibiNumHeads must be in [1, heads=${this.heads}], got ${alibiHeads}`,
+          )
+        }
+        const slopes = alibiSlopes(alibiHeads)
+        this.alibiSlopes = [...slopes, ...new Array<number>(this.heads - alibiHeads).fill(0)]
+      }
+
+      const onlyCross = options.onlyCross ?? false
+      let block: ('a' | 'c' | 'f')[] = this.crossAttend
+        ? onlyCross
+          ? ['c', 'f']
+          : ['a', 'c', 'f']
+        : ['a', 'f']
+      const macaron = options.macaron ?? false
+      if (macaron) block = ['f', ...block]
+      let executeOrder: number[] | null =
+        options.layersExecuteOrder === undefined ? null : [...options.layersExecuteOrder]
+      let typeOptions = options
+      if (options.weightTieLayers === true) {
+        // x-transformers: one block of parameters, executed `depth` times.
+        if (
+          executeOrder !== null ||
+          options.customLayers !== undefined ||
+          options.parRatio !== undefined ||
+          options.sandwichCoef !== undefined
+        ) {
+          throw new ConfigError(
+            PKG,
+            'weightTieLayers',
+            'AttentionLayers: weightTieLayers excludes layersExecuteOrder, customLayers, parRatio and sandwichCoef',
+          )
+        }
+        executeOrder = []
+        for (let d = 0; d < (options.depth ?? 0); d++) executeOrder.push(...block.map((_, i) => i))
+        typeOptions = { ...options, depth: 1 }
+      }
+      const types = layerTypesOf(typeOptions, block)
+      this.layerTypes = types
+      const order = executeOrder ?? types.map((_, i) => i)
+      if (order.length === 0 || order.some((i) => !(Number.isInteger(i) && i >= 0 && i < types.length))) {
+        throw new ConfigError(
+          PKG,
+          'layersExecuteOrder',
+          `AttentionLayers: layersExecuteOrder must index the ${types.length} layers, got ${JSON.stringify(order)}`,
+        )
+      }
+      this.executeOrder = order
+      const dropOption = options.layerDropout ?? 0
+      const drops = typeof dropOption === 'number' ? types.map(() => dropOption) : [...dropOption]
+      if (drops.length !== types.length || drops.some((p) => !(p >= 0 && p < 1))) {
+        throw new ConfigError(
+          PKG,
+          'layerDropout',
+          `AttentionLayers: layerDropout must be in [0, 1), one number or one per layer (${types.length}), got ${JSON.stringify(dropOption)}`,
+        )
+      }
+      this.layerDropouts = drops
+
+      const shiftOption = options.shiftTokens ?? 0
+      const shiftsPerLayer = typeof shiftOption === 'number' ? types.map(() => shiftOption) : [...shiftOption]
+      if (shiftsPerLayer.length !== types.length) {
+        throw new ConfigError(
+          PKG,
+          'shiftTokens',
+          `AttentionLayers: shiftTokens needs one entry per layer (${types.length}), got ${shiftsPerLayer.length}`,
+        )
+      }
+      const useLayerscale = options.useLayerscale ?? false
+      const zeroInit = options.zeroInitBranchOutput ?? false
+      const layers = this.addModule('layers', new ModuleList())
+      types.forEach((type, index) => {
+        const layer = layers.add(index, new ModuleList())
+        const normList = layer.add(0, new ModuleList())
+        const preNormModule = this.preNorm ? normList.add(0, makeNorm()) : null
+        const postBranchNorm = sandwich ? normList.add(1, makeNorm()) : null
+        const postMainNorm = this.preNorm ? null : normList.add(2, makeNorm())
+        let core: Module
+        let attention: Attention | null = null
+        let feedForward: FeedForward | null = null
+        if (type === 'f') {
+          feedForward = new FeedForward({
+            dim,
+            ...(options.ff ?? {}),
+            ...(zeroInit ? { zeroInitOutput: true } : {}),
+            rng,
+          })
+          core = feedForward
+        } else {
+          const merged = type === 'c' ? { ...attnOptions, ...(options.crossAttn ?? {}) } : attnOptions
+          attention = new Attention({
+            dim,
+            heads: this.heads,
+            causal: type === 'a' ? this.causal : false,
+            ...merged,
+            ...(zeroInit ? { zeroInitOutput: true } : {}),
+            rng,
+          })
+          core = attention
+        }
+        const branchScale = macaron && type === 'f' ? 0.5 : 1
+        let top: Module = core
+        if (branchScale !== 1) top = new FnWrapper(top)
+        const layerShift = shiftsPerLayer[index] ?? 0
+        let shifts: number[] | null = null
+        if (layerShift > 0) {
+          const lower = this.causal ? 0 : -layerShift
+          shifts = []
+          for (let s = lower; s <= layerShift; s++) shifts.push(s)
+          top = new FnWrapper(top)
+        }
+        let layerScale: LayerScale | null = null
+        if (useLayerscale) {
+          layerScale = new LayerScale(top, dim, options.layerscaleInitValue ?? 0, unitOffset)
+          top = layerScale
+        }
+        layer.add(1, top)
+        const residual: ResidualJoin =
+          options.gateResidual === true
+            ? new GRUGating(dim, options.scaleResidual ?? false, rng)
+            : new Residual(dim, options.scaleResidual ?? false, options.scaleResidualConstant ?? 1)
+        layer.add(2, residual)
+        this.slots.push({
+          type,
+          preNorm: preNormModule,
+          postBranchNorm,
+          postMainNorm,
+          attention,
+          feedForward,
+          branchScale,
+          shifts,
+          layerScale,
+          residual,
+        })
+      })
+      this.finalNorm = this.preNorm || resiDual ? this.addModule('final_norm', makeNorm()) : null
+    } catch (error) {
+      // An option rejected part-way (e.g. by an attention layer's head layout) must not leave the
+      // norms, positions and layers built so far behind.
+      this.dispose()
+      throw error
+    }
   }
 
   /** The attention layers ('a' and 'c'), in order: the KV cache has one entry per layer here. */
@@ -502,6 +512,10 @@ export class AttentionLayers extends Module {
   /** Why this stack cannot decode with a KV cache (the x-transformers option name), or null. */
   cacheUnsupportedReason(): string | null {
     if (this.slots.some((slot) => slot.shifts !== null)) return 'shift_tokens'
+    // Without causal masking, a position's hidden state after the first self-attention layer
+    // depends on later tokens, so keys cached from it by later layers go stale as tokens arrive:
+    // a second self-attention layer cannot be cached (one layer's keys come from the embeddings).
+    if (!this.causal && this.executedSlots.filter((slot) => slot.type === 'a').length > 1) return 'causal'
     return null
   }
 
@@ -532,6 +546,8 @@ export class AttentionLayers extends Module {
         `AttentionLayers: cache needs one entry per attention layer (${numAttention}), got ${call.cache.length}`,
       )
     }
+    // One O(size) reduction and one read (cpu/wasm): NaN in the context would spread silently.
+    assertFinite('@xattn/transformer AttentionLayers.forward', 'context', context)
     const wantIntermediates = call.returnIntermediates === true
     const result = tf.tidy(() => {
       const n = x.shape[1] as number
@@ -638,6 +654,7 @@ export class Encoder extends AttentionLayers {
   constructor(options: StackOptions) {
     if ('causal' in options)
       throw new ConfigError(PKG, 'causal', 'Encoder: causality cannot be set on an Encoder')
+    rejectUnknownStackOptions('Encoder', options, STACK_KEYS)
     super({ ...options, causal: false })
   }
 }
@@ -653,6 +670,7 @@ export class Decoder extends AttentionLayers {
   constructor(options: StackOptions) {
     if ('causal' in options)
       throw new ConfigError(PKG, 'causal', 'Decoder: causality cannot be set on a Decoder')
+    rejectUnknownStackOptions('Decoder', options, STACK_KEYS)
     super({ ...options, causal: true })
   }
 }

@@ -3,6 +3,7 @@ import { ConfigError, Module, SeededRandom } from '@xattn/core'
 import { ModuleList } from './containers.js'
 import { Linear } from './linear.js'
 import { LayerNorm } from './norms.js'
+import { FEED_FORWARD_KEYS, rejectUnknownOptions } from './optionKeys.js'
 import { gelu, maybeDropout, silu } from './tensorOps.js'
 
 const PKG = '@xattn/transformer'
@@ -79,6 +80,7 @@ export class FeedForward extends Module {
 
   constructor(options: FeedForwardOptions) {
     super()
+    rejectUnknownOptions('FeedForward', options, FEED_FORWARD_KEYS)
     const { dim, mult = 4, glu = false, swish = false, reluSquared = false, noBias = false } = options
     if (!(Number.isInteger(dim) && dim > 0))
       throw new ConfigError(PKG, 'dim', `FeedForward: dim must be a positive integer, got ${dim}`)

@@ -150,17 +150,27 @@ export class DynamicPositionBias extends Module implements PositionBias {
 
 /**
  * `table [h, 2j-1]` (entry r = distance r - (j-1)) → `[h, i, j]` with `out[:, q, k] = table[:, qPos - k + j - 1]`
- * for the last `i` query positions `qPos = j - i + q`, without a gather: the reversed table is
- * tiled over the rows and re-read with a row width one shorter, which shifts each row by one
- * (the "skew" trick). Memory and gradient stay O(h·j²) (a one-hot gather gradient is O(j³)).
+ * for the last `i` query positions `qPos = j - i + q`, without a gather: the reversed table, padded
+ * by one column to width `W = 2j`, is tiled over the rows and re-read with a row stride one
+ * shorter (`W - 1`), which shifts each row by one (the "skew" trick). Memory and gradient stay
+ * O(h·j²) (a one-hot gather gradient is O(j³)).
+ *
+ * Why the pad: a row of the re-read must hold the `j` keys, and its length is the stride. Without
+ * the pad the stride is `2j - 2`, which is shorter than `j` when j = 1 (a single key position: a
+ * 1-token input or the first cached decoding step), and the slices went out of bounds.
  */
 function toeplitz(table: tf.Tensor, i: number, j: number): tf.Tensor3D {
   const h = table.shape[0] as number
-  const width = 2 * j - 1
-  // reversed[c] = table[2j-2-c], so out[q', k] = reversed[(j-1) - q' + k] for q' = qPos.
-  const reversed = tf.reverse(table, 1)
-  const tiled = tf.reshape(tf.tile(reversed, [1, j]), [h, j * width])
-  // Row q' of the re-read starts at flat offset (j-1) + q'·(width-1) = q'·width + (j-1-q').
+  const width = 2 * j // the padded table width W
+  // padded[c] = table[2j-2-c] for c < 2j-1 (the pad, c = 2j-1, is never read): out[q', k] =
+  // padded[(j-1) - q' + k] for q' = qPos, and (j-1) - q' + k ∈ [0, 2j-2].
+  const padded = tf.pad(tf.reverse(table, 1), [
+    [0, 0],
+    [0, 1],
+  ])
+  const tiled = tf.reshape(tf.tile(padded, [1, j]), [h, j * width])
+  // Row q' of the re-read starts at flat offset (j-1) + q'·(W-1) = q'·W + (j-1-q'); the j rows of
+  // W-1 ≥ j entries end at 2j² - 1 ≤ j·W.
   const skewed = tf.reshape(tf.slice(tiled, [0, j - 1], [h, j * (width - 1)]), [h, j, width - 1])
   return tf.slice(skewed, [0, j - i, 0], [h, i, j]) as tf.Tensor3D
 }

@@ -5,8 +5,10 @@ import type { AttentionLayers } from './attentionLayers.js'
 import { Embedding } from './embedding.js'
 import { Linear } from './linear.js'
 import { LayerNorm } from './norms.js'
+import { rejectUnknownOptions, TRANSFORMER_WRAPPER_KEYS } from './optionKeys.js'
 import { AbsolutePositionalEmbedding, ScaledSinusoidalEmbedding } from './positions.js'
 import { l2normalize, linearApply, maybeDropout } from './tensorOps.js'
+import { checkTokenIds } from './tokenIds.js'
 
 const PKG = '@xattn/transformer'
 
@@ -105,6 +107,7 @@ export class TransformerWrapper extends Module {
 
   constructor(options: TransformerWrapperOptions) {
     super()
+    rejectUnknownOptions('TransformerWrapper', options, TRANSFORMER_WRAPPER_KEYS)
     const rng = new SeededRandom(options.seed ?? 0)
     const layers = options.attnLayers
     this.dim = layers.dim
@@ -134,6 +137,29 @@ export class TransformerWrapper extends Module {
         PKG,
         'tieEmbedding',
         `TransformerWrapper: tieEmbedding needs embDim (${this.embDim}) = dim (${this.dim})`,
+      )
+    }
+    // Every option is checked before the first tensor is created, so a rejected wrapper leaks nothing.
+    if (options.returnOnlyEmbed === true && this.tieEmbedding) {
+      throw new ConfigError(
+        PKG,
+        'tieEmbedding',
+        'TransformerWrapper: tieEmbedding and returnOnlyEmbed exclude each other',
+      )
+    }
+    if (options.sigsoftmaxLogits === true && options.returnOnlyEmbed === true) {
+      throw new ConfigError(
+        PKG,
+        'sigsoftmaxLogits',
+        'TransformerWrapper: sigsoftmaxLogits needs logits (not returnOnlyEmbed)',
+      )
+    }
+    const embFracGradient = options.embFracGradient ?? 1
+    if (!(embFracGradient > 0 && embFracGradient <= 1)) {
+      throw new ConfigError(
+        PKG,
+        'embFracGradient',
+        `TransformerWrapper: embFracGradient must be in (0, 1], got ${embFracGradient}`,
       )
     }
     const tokenStd = this.l2normEmbed ? 1e-5 : Math.sqrt(2 / this.embDim)
@@ -170,30 +196,9 @@ export class TransformerWrapper extends Module {
       options.returnOnlyEmbed === true || this.tieEmbedding
         ? null
         : this.addModule('to_logits', new Linear(this.dim, logitsDim, { rng }))
-    if (options.returnOnlyEmbed === true && this.tieEmbedding) {
-      throw new ConfigError(
-        PKG,
-        'tieEmbedding',
-        'TransformerWrapper: tieEmbedding and returnOnlyEmbed exclude each other',
-      )
-    }
     this.returnOnlyEmbed = options.returnOnlyEmbed ?? false
     this.sigsoftmaxLogits = options.sigsoftmaxLogits ?? false
-    if (this.sigsoftmaxLogits && this.toLogits === null && !this.tieEmbedding) {
-      throw new ConfigError(
-        PKG,
-        'sigsoftmaxLogits',
-        'TransformerWrapper: sigsoftmaxLogits needs logits (not returnOnlyEmbed)',
-      )
-    }
-    this.embFracGradient = options.embFracGradient ?? 1
-    if (!(this.embFracGradient > 0 && this.embFracGradient <= 1)) {
-      throw new ConfigError(
-        PKG,
-        'embFracGradient',
-        `TransformerWrapper: embFracGradient must be in (0, 1], got ${this.embFracGradient}`,
-      )
-    }
+    this.embFracGradient = embFracGradient
     this.memoryTokens =
       this.numMemoryTokens > 0
         ? this.addParameter(
@@ -216,6 +221,13 @@ export class TransformerWrapper extends Module {
       )
     }
     const [b, n] = tokens.shape as [number, number]
+    if (b === 0 || n === 0) {
+      throw new ConfigError(
+        PKG,
+        'tokens',
+        `TransformerWrapper: tokens must hold at least one row and one position, got [${tokens.shape.join(',')}]`,
+      )
+    }
     const offset = this.attnLayers.cacheOffset(call.cache ?? null)
     if (this.absPosEmb !== null && offset + n > this.maxSeqLen) {
       throw new ConfigError(
@@ -246,8 +258,14 @@ export class TransformerWrapper extends Module {
     }
     const reason = call.cache == null ? null : this.cacheUnsupportedReason()
     if (reason !== null) {
-      throw new ConfigError(PKG, reason, `TransformerWrapper: ${reason} cannot be used with a KV cache`)
+      throw new ConfigError(
+        PKG,
+        reason,
+        `TransformerWrapper: this model cannot decode with a KV cache because of '${reason}' (see cacheUnsupportedReason)`,
+      )
     }
+    // Last, as it reads the ids back (b·n integers): an id outside [0, numTokens) would gather silently.
+    checkTokenIds('TransformerWrapper', 'tokens', tokens, this.numTokens)
   }
 
   /** `tokens int32 [b n]` → logits `[b n logitsDim]` (or embeddings `[b n dim]` with `returnOnlyEmbed`). */

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core'
 import { ConfigError, type Module, SeededRandom } from '@xattn/core'
+import { checkTokenIds, checkTokenIdValues } from '../tokenIds.js'
 import { type CacheEntry, KvCache } from './kvCache.js'
 import { checkFilter, type LogitFilter, sampleToken } from './sampling.js'
 
@@ -152,6 +153,8 @@ export class AutoregressiveWrapper {
         `AutoregressiveWrapper.loss: lossMask must be bool [${b}, ${n}], got ${lossMask.dtype} [${lossMask.shape}]`,
       )
     }
+    // Inputs and targets alike (a target id ≥ numTokens would be one-hot to nothing and still count).
+    checkTokenIds('AutoregressiveWrapper.loss', 'tokens', tokens, this.net.numTokens, this.ignoreIndex)
     return tf.tidy(() => {
       const rawInputs = tf.slice(tokens, [0, 0], [b, n - 1])
       const inputs = tf.where(
@@ -275,6 +278,10 @@ export class AutoregressiveWrapper {
     } else {
       prompts = rows
     }
+    // The prompt read above is the only tensor work so far; padding beyond promptLens is not fed.
+    prompts.forEach((row, i) => {
+      checkTokenIdValues('generate', 'prompt', row, row.length, this.net.numTokens, { firstRow: i })
+    })
     const rng = new SeededRandom(seed)
     const sample = { temperature, filter, rng }
     // Rows of equal prompt length decode together; each group is exact for every position scheme.
