@@ -289,7 +289,7 @@ export class AutoregressiveWrapper {
     for (const [i, p] of prompts.entries()) groups.set(p.length, [...(groups.get(p.length) ?? []), i])
     const generated: number[][] = prompts.map(() => [])
     for (const indices of groups.values()) {
-      const out = this.decode(
+      const out = await this.decode(
         indices.map((i) => prompts[i] as number[]),
         seqLen,
         useCache,
@@ -319,13 +319,13 @@ export class AutoregressiveWrapper {
   }
 
   /** Decodes one group of equal-length prompts; returns the new tokens per row. */
-  private decode(
+  private async decode(
     prompts: number[][],
     seqLen: number,
     useCache: boolean,
     sample: { temperature: number; filter: LogitFilter | undefined; rng: SeededRandom },
     eos: number | undefined,
-  ): number[][] {
+  ): Promise<number[][]> {
     const maxSeqLen = this.net.maxSeqLen
     const out = prompts.map((p) => [...p])
     const done = prompts.map(() => false)
@@ -351,7 +351,8 @@ export class AutoregressiveWrapper {
           return tf.reshape(tf.slice(logits, [0, n - 1, 0], [bb, 1, v]), [bb, v])
         })
         logits.dispose()
-        const values = rows.arraySync() as number[][]
+        // An async read: a synchronous one stalls (and under SwiftShader loses) the webgpu device.
+        const values = (await rows.array()) as number[][]
         rows.dispose()
         for (const [i, row] of values.entries()) {
           const token = sampleToken(row, sample)

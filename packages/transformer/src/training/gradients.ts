@@ -50,8 +50,9 @@ export function disposeGradients(grads: Gradients): void {
 export function globalNorm(grads: ReadonlyMap<string, tf.Tensor>): number {
   if (grads.size === 0) return 0
   return tf.tidy(() => {
-    const squares = [...grads.values()].map((g) => tf.sum(tf.square(g)))
-    return tf.sqrt(tf.addN(squares)).dataSync()[0] as number
+    // Pairwise adds, not one addN: webgpu binds at most 8 storage buffers per shader.
+    const total = [...grads.values()].map((g) => tf.sum(tf.square(g))).reduce((sum, s) => tf.add(sum, s))
+    return tf.sqrt(total).dataSync()[0] as number
   })
 }
 
