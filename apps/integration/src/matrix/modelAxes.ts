@@ -82,6 +82,12 @@ export const MODEL_FORBIDDEN: readonly ForbiddenCombination[] = [
     option: 'rotaryXpos',
   },
   {
+    tuple: { causal: 'off', depth: '2', kvCache: 'on' },
+    why: "without causal masking an earlier position's hidden state after the first layer depends on later tokens, so keys cached by the second layer go stale: cached decoding cannot match the full forward",
+    rejectedAt: 'decoding',
+    option: 'causal',
+  },
+  {
     tuple: { memoryTokens: '2', kvCache: 'on' },
     why: 'memory tokens are prepended to every forward call, so a KV cache would hold them again at each step',
     rejectedAt: 'decoding',
@@ -102,15 +108,9 @@ export interface KnownBug {
   readonly why: string
 }
 
-export const MODEL_KNOWN_BUGS: readonly KnownBug[] = [
-  {
-    tuple: { positions: 'dynamic', kvCache: 'on' },
-    invariant: 'cached decoding ≡ full forward',
-    why: "@xattn/transformer DynamicPositionBias breaks with a single key position (the first cached step, or any 1-token input): on cpu the toeplitz slice throws 'slice3D … overflow', on wasm it reads out of bounds",
-  },
-  {
-    tuple: { causal: 'off', depth: '2', kvCache: 'on' },
-    invariant: 'cached decoding ≡ full forward',
-    why: "a KV cache cannot reproduce a non-causal stack deeper than one layer (earlier positions' hidden states would have to see later tokens), yet @xattn/transformer accepts one: an Encoder's cacheUnsupportedReason() is null; it should name causal",
-  },
-]
+/**
+ * None at present. Fixed in @xattn/transformer: DynamicPositionBias with a single key position (j =
+ * 1; now a forbidden-free, tested case) and a KV cache on a non-causal stack (now refused by name,
+ * see MODEL_FORBIDDEN).
+ */
+export const MODEL_KNOWN_BUGS: readonly KnownBug[] = []
