@@ -138,39 +138,42 @@ export class DynamicPositionBias extends Module implements PositionBias {
 
   bias(i: number, j: number): tf.Tensor3D {
     return tf.tidy(() => {
-      // Distances query - key range over -(j-1) … (j-1); row r of the MLP output is distance r - (j-1).
-      let pos: tf.Tensor = tf.reshape(tf.range(-j + 1, j, 1, 'float32'), [2 * j - 1, 1])
+      // The last i queries (positions j-i … j-1) see distances query - key in -(i-1) … (j-1): only
+      // those go through the MLP (i + j - 1 rows, so a cached step with i = 1 costs O(j), not O(j²)).
+      // Row r of the MLP output is distance r - (i-1).
+      let pos: tf.Tensor = tf.reshape(tf.range(-i + 1, j, 1, 'float32'), [i + j - 1, 1])
       if (this.logDistance) pos = tf.mul(tf.sign(pos), tf.log(tf.add(tf.abs(pos), tf.scalar(1))))
       for (const layer of this.hidden) pos = silu(layer.apply(pos))
-      const table = this.out.apply(pos) // [2j-1, h]: row r is distance r - (j-1)
+      const table = this.out.apply(pos) // [i+j-1, h]: row r is distance r - (i-1)
       return toeplitz(tf.transpose(table, [1, 0]), i, j)
     })
   }
 }
 
 /**
- * `table [h, 2j-1]` (entry r = distance r - (j-1)) → `[h, i, j]` with `out[:, q, k] = table[:, qPos - k + j - 1]`
- * for the last `i` query positions `qPos = j - i + q`, without a gather: the reversed table, padded
- * by one column to width `W = 2j`, is tiled over the rows and re-read with a row stride one
- * shorter (`W - 1`), which shifts each row by one (the "skew" trick). Memory and gradient stay
- * O(h·j²) (a one-hot gather gradient is O(j³)).
+ * `table [h, i+j-1]` (entry r = distance r - (i-1)) → `[h, i, j]` with
+ * `out[:, q, k] = table[:, qPos - k + i - 1]` for the last `i` query positions `qPos = j - i + q`,
+ * without a gather: the reversed table, padded by one column to width `W = i + j`, is tiled over
+ * the `i` rows and re-read with a row stride one shorter (`W - 1`), which shifts each row by one
+ * (the "skew" trick). Memory and gradient are O(h·i·(i+j)): O(h·j²) for a full pass, O(h·j) for a
+ * cached step (a one-hot gather gradient is O(i·j²)).
  *
  * Why the pad: a row of the re-read must hold the `j` keys, and its length is the stride. Without
- * the pad the stride is `2j - 2`, which is shorter than `j` when j = 1 (a single key position: a
- * 1-token input or the first cached decoding step), and the slices went out of bounds.
+ * the pad the stride is `i + j - 2`, which is shorter than `j` when i = 1 (one query: a 1-token
+ * input or a cached decoding step), and the slices went out of bounds.
  */
 function toeplitz(table: tf.Tensor, i: number, j: number): tf.Tensor3D {
   const h = table.shape[0] as number
-  const width = 2 * j // the padded table width W
-  // padded[c] = table[2j-2-c] for c < 2j-1 (the pad, c = 2j-1, is never read): out[q', k] =
-  // padded[(j-1) - q' + k] for q' = qPos, and (j-1) - q' + k ∈ [0, 2j-2].
+  const width = i + j // the padded table width W
+  // padded[c] = table[i+j-2-c] for c < i+j-1 (the pad, c = i+j-1, is never read): out[q, k] =
+  // padded[(i-1) - q + k], and (i-1) - q + k ∈ [0, i+j-2].
   const padded = tf.pad(tf.reverse(table, 1), [
     [0, 0],
     [0, 1],
   ])
-  const tiled = tf.reshape(tf.tile(padded, [1, j]), [h, j * width])
-  // Row q' of the re-read starts at flat offset (j-1) + q'·(W-1) = q'·W + (j-1-q'); the j rows of
-  // W-1 ≥ j entries end at 2j² - 1 ≤ j·W.
-  const skewed = tf.reshape(tf.slice(tiled, [0, j - 1], [h, j * (width - 1)]), [h, j, width - 1])
-  return tf.slice(skewed, [0, j - i, 0], [h, i, j]) as tf.Tensor3D
+  const tiled = tf.reshape(tf.tile(padded, [1, i]), [h, i * width])
+  // Row q of the re-read starts at flat offset (i-1) + q·(W-1) = q·W + (i-1-q); the i rows of
+  // W-1 ≥ j entries end at i·W - 1.
+  const skewed = tf.reshape(tf.slice(tiled, [0, i - 1], [h, i * (width - 1)]), [h, i, width - 1])
+  return tf.slice(skewed, [0, 0, 0], [h, i, j]) as tf.Tensor3D
 }

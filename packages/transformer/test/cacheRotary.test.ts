@@ -1,9 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core'
+import { SeededRandom } from '@xattn/core'
 import { describeEachBackend, expectClose, expectNoLeaks } from '@xattn/test-utils'
 import { expect, it } from 'vitest'
 import {
   type AttentionCache,
   createFromXTransformers,
+  DynamicPositionBias,
   RotaryEmbedding,
   type TransformerWrapper,
 } from '../src/index.js'
@@ -126,5 +128,29 @@ describeEachBackend('KV cache holds keys after qk-norm and rotary/xpos', () => {
       next,
     ])
     model.dispose()
+  })
+
+  it('DynamicPositionBias for the last i queries: the last rows of the full table, built in O(i·(i+j))', async () => {
+    const dyn = new DynamicPositionBias({ dim: 4, heads: 2, logDistance: true, rng: new SeededRandom(5) })
+    const j = 64
+    const full = dyn.bias(j, j)
+    for (const i of [1, 3]) {
+      const last = dyn.bias(i, j)
+      const want = tf.slice(full, [0, j - i, 0], [2, i, j])
+      // Same MLP rows computed in a shorter batch: float32 ulps.
+      expectClose(last, want, { atol: 1e-6, label: `bias(${i}, ${j})` })
+      tf.dispose([last, want])
+    }
+    let step: tf.Tensor | null = null
+    const profile = await tf.profile(() => {
+      step = dyn.bias(1, j)
+    })
+    // A one-query bias reads j distances: no kernel may build a j × j (or h·j·2j) table.
+    const largest = Math.max(
+      ...profile.kernels.flatMap((k) => k.outputShapes.map((sh) => sh.reduce((a, d) => a * d, 1))),
+    )
+    expect(largest).toBeLessThanOrEqual(8 * j)
+    tf.dispose([full, step as unknown as tf.Tensor])
+    dyn.dispose()
   })
 })
