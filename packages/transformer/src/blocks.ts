@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core'
 import { initUniform, Module, type SeededRandom } from '@xattn/core'
-import { linearApply } from './tensorOps.js'
+import { linearApply } from '@xattn/kv-heads'
 
 /**
  * A parameter-free wrapper level (`fn.…` in state-dict names): x-transformers' `Scale` (macaron

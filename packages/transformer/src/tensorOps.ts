@@ -33,22 +33,6 @@ export function softclamp(x: tf.Tensor, value: number): tf.Tensor {
 }
 
 /**
- * `x [... in]` · `weight [out, in]`ᵀ (+ `bias [out]`) → `[... out]`, as one plain 2-D matMul
- * (tfjs-wasm's fast path, and exact gradients).
- */
-export function linearApply(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | null = null): tf.Tensor {
-  return tf.tidy(() => {
-    const inFeatures = weight.shape[1] as number
-    const outFeatures = weight.shape[0] as number
-    const lead = x.shape.slice(0, -1)
-    const rows = lead.reduce((a, b) => a * b, 1)
-    let y = tf.matMul(tf.reshape(x, [rows, inFeatures]), tf.transpose(weight))
-    if (bias !== null) y = tf.add(y, bias)
-    return tf.reshape(y, [...lead, outFeatures])
-  })
-}
-
-/**
  * Mixes the head axis of `x [b h n m]` with `weight [h, h, 1, 1]` (a 1×1 Conv2d over heads:
  * `out[:, o] = Σ_c W[o, c] · x[:, c]`) as one 2-D matMul, which has exact gradients.
  */
