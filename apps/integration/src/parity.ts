@@ -168,10 +168,7 @@ function firstDivergingLayer(
     result.logits?.dispose()
     result.embeddings.dispose()
     for (const t of [...result.hiddens, ...result.attention]) t.dispose()
-    for (const { k, v } of result.cache) {
-      k.dispose()
-      v.dispose()
-    }
+    for (const { k, v, tokenShift } of result.cache) tf.dispose([k, v, ...(tokenShift ?? [])])
   }
 }
 

@@ -103,6 +103,15 @@ export interface AttentionCache {
   readonly k: tf.Tensor4D
   /** `[b, kvHeads, m, valueDimHead]`. */
   readonly v: tf.Tensor4D
+  /**
+   * Token shift state (set by `AttentionLayers`, never read by {@link Attention}): for each
+   * token-shifted layer this entry carries, `[b, maxShift, dim]` — the last `maxShift` rows of that
+   * layer's pre-shift input (zeros before position 0). An entry carries the rows of its own layer
+   * (when shifted) and of the feedforward layers executed after it up to the next attention layer;
+   * entry 0 also carries those of feedforward layers executed before any attention layer. Constant
+   * size: it does not grow with the cached length.
+   */
+  readonly tokenShift?: readonly tf.Tensor3D[]
 }
 
 /** Per-call inputs of {@link Attention.forward}. */

@@ -114,7 +114,9 @@ export interface AttentionLayersCall {
   /**
    * KV-cache hook: one {@link AttentionCache} per attention layer ('a' and 'c', in order), holding
    * the keys/values of earlier positions; `x` then holds only the new positions. Rotary and
-   * position biases use positions `mPrev …`. The result's `cache` is the updated list.
+   * position biases use positions `mPrev …`. The result's `cache` is the updated list. With
+   * `shiftTokens` (causal stacks) the entries also carry each shifted layer's last `max(shift)`
+   * pre-shift rows (`tokenShift`, constant size), which the new positions are shifted with.
    */
   readonly cache?: readonly AttentionCache[] | null
   /** Also return per-layer hiddens and attention maps. */
@@ -509,14 +511,69 @@ export class AttentionLayers extends Module {
     return this.executeOrder.map((i) => this.slots[i] as LayerSlot)
   }
 
+  /**
+   * Where the token shift state lives in the cache: per executed shifted layer (in execution
+   * order) the cache entry that carries its rows and its row count `max(shift)`. Null when the
+   * shift cannot be cached (not causal, or no self-attention layer) or nothing shifts.
+   */
+  private shiftPlan(): { readonly owner: number; readonly rows: number }[] | null {
+    const executed = this.executedSlots
+    if (!this.causal || !executed.some((slot) => slot.type === 'a')) return null
+    const plan: { owner: number; rows: number }[] = []
+    let attnIndex = 0
+    for (const slot of executed) {
+      if (slot.shifts !== null) {
+        // An attention layer owns its rows; a feedforward layer's go to the last attention entry.
+        const owner = slot.attention !== null ? attnIndex : Math.max(attnIndex - 1, 0)
+        plan.push({ owner, rows: Math.max(...slot.shifts.map(Math.abs)) })
+      }
+      if (slot.attention !== null) attnIndex++
+    }
+    return plan.length === 0 ? null : plan
+  }
+
   /** Why this stack cannot decode with a KV cache (the x-transformers option name), or null. */
   cacheUnsupportedReason(): string | null {
-    if (this.slots.some((slot) => slot.shifts !== null)) return 'shift_tokens'
+    // Token shift is cached as the last max(shift) pre-shift rows of each shifted layer (see
+    // AttentionCache.tokenShift). Not without causal masking: its negative shifts read later tokens,
+    // so rows computed before those tokens arrived go stale. Nor without a self-attention layer,
+    // whose cached keys give the offset and hold the rows.
+    if (this.executedSlots.some((slot) => slot.shifts !== null) && this.shiftPlan() === null)
+      return 'shift_tokens'
     // Without causal masking, a position's hidden state after the first self-attention layer
     // depends on later tokens, so keys cached from it by later layers go stale as tokens arrive:
     // a second self-attention layer cannot be cached (one layer's keys come from the embeddings).
     if (!this.causal && this.executedSlots.filter((slot) => slot.type === 'a').length > 1) return 'causal'
     return null
+  }
+
+  /** The cache's token shift rows must be the ones this stack returned: count, then shapes. */
+  private checkShiftCache(
+    cache: readonly AttentionCache[],
+    plan: readonly { readonly owner: number; readonly rows: number }[],
+    b: number,
+  ): void {
+    cache.forEach((entry, i) => {
+      const want = plan.filter((p) => p.owner === i)
+      const got = entry.tokenShift ?? []
+      if (got.length !== want.length) {
+        throw new ConfigError(
+          PKG,
+          'cache',
+          `AttentionLayers: cache entry ${i} must carry ${want.length} token shift row tensor(s) (shift_tokens), got ${got.length}; pass the cache this stack returned`,
+        )
+      }
+      got.forEach((rows, j) => {
+        const shape = [b, want[j]?.rows ?? 0, this.dim]
+        if (rows.shape.length !== 3 || rows.shape.some((d, k) => d !== shape[k])) {
+          throw new ConfigError(
+            PKG,
+            'cache',
+            `AttentionLayers: cache entry ${i} token shift rows ${j} must be [${shape.join(',')}], got [${rows.shape.join(',')}]`,
+          )
+        }
+      })
+    })
   }
 
   /** `x [b n dim]` → `{ out [b n dim], hiddens, attention, cache }`. */
@@ -546,6 +603,8 @@ export class AttentionLayers extends Module {
         `AttentionLayers: cache needs one entry per attention layer (${numAttention}), got ${call.cache.length}`,
       )
     }
+    const plan = this.shiftPlan()
+    if (call.cache != null && plan !== null) this.checkShiftCache(call.cache, plan, x.shape[0] as number)
     // One O(size) reduction and one read (cpu/wasm): NaN in the context would spread silently.
     assertFinite('@xattn/transformer AttentionLayers.forward', 'context', context)
     const wantIntermediates = call.returnIntermediates === true
@@ -564,18 +623,40 @@ export class AttentionLayers extends Module {
       let firstSelfValues: tf.Tensor | null = null
       let firstCrossValues: tf.Tensor | null = null
       let attnIndex = 0
+      const priorShift = plan === null ? [] : (call.cache ?? []).flatMap((entry) => entry.tokenShift ?? [])
+      const shiftRows: tf.Tensor[] = []
       for (const index of this.executeOrder) {
         const slot = this.slots[index] as LayerSlot
         // Stochastic depth (training only, as x-transformers: the layer is skipped entirely).
         const drop = this.layerDropouts[index] ?? 0
-        if (this.training && drop > 0 && call.cache == null && Math.random() < drop) continue
+        if (this.training && drop > 0 && call.cache == null && Math.random() < drop) {
+          // A skipped layer saw no input: zero rows keep the token shift state aligned with the plan.
+          const skipped = slot.shifts === null ? undefined : plan?.[shiftRows.length]
+          if (skipped !== undefined) shiftRows.push(tf.zeros([x.shape[0] as number, skipped.rows, this.dim]))
+          continue
+        }
         const residual = h
         // The caller's own x is handed back as a clone, so disposing the results never frees it.
         if (wantIntermediates) hiddens.push(h === x ? tf.clone(h) : h)
         let branchInput = slot.preNorm === null ? h : slot.preNorm.apply(h)
         let out: tf.Tensor
         if (slot.shifts !== null) {
-          branchInput = shiftTokens(branchInput, slot.shifts, slot.type === 'f' ? null : (call.mask ?? null))
+          const shiftMask = slot.type === 'f' ? null : (call.mask ?? null)
+          const step = plan?.[shiftRows.length]
+          if (step === undefined) {
+            branchInput = shiftTokens(branchInput, slot.shifts, shiftMask)
+          } else {
+            const cached = shiftedWithHistory(
+              branchInput,
+              slot.shifts,
+              shiftMask,
+              priorShift[shiftRows.length] ?? null,
+              step.rows,
+              offset,
+            )
+            branchInput = cached.out
+            shiftRows.push(cached.rows)
+          }
         }
         if (slot.attention !== null) {
           const isSelf = slot.type === 'a'
@@ -625,18 +706,60 @@ export class AttentionLayers extends Module {
             : wantIntermediates
               ? tf.clone(h)
               : h
-      return { out: final, hiddens, maps, caches }
+      return { out: final, hiddens, maps, caches, shiftRows }
     })
     const cache: AttentionCache[] = []
     for (let i = 0; i < result.caches.length; i += 2) {
-      cache.push({ k: result.caches[i] as tf.Tensor4D, v: result.caches[i + 1] as tf.Tensor4D })
+      const entry = i / 2
+      const rows = plan === null ? [] : result.shiftRows.filter((_, j) => plan[j]?.owner === entry)
+      cache.push({
+        k: result.caches[i] as tf.Tensor4D,
+        v: result.caches[i + 1] as tf.Tensor4D,
+        ...(rows.length > 0 ? { tokenShift: rows as tf.Tensor3D[] } : {}),
+      })
     }
+    // Rows of an entry that is missing (an attention layer skipped by layer dropout) go nowhere.
+    const placed = new Set(cache.flatMap((e) => e.tokenShift ?? []))
+    for (const rows of result.shiftRows) if (!placed.has(rows as tf.Tensor3D)) rows.dispose()
     return {
       out: result.out as tf.Tensor3D,
       hiddens: result.hiddens as tf.Tensor3D[],
       attention: result.maps as tf.Tensor4D[],
       cache,
     }
+  }
+}
+
+/**
+ * Token shift of this call's rows `x [b n d]` continuing the rows before them: `prior [b s d]` holds
+ * the `s = max(shift)` pre-shift rows of positions `offset - s … offset - 1` (zeros before 0; null
+ * without a cache, i.e. all zeros). `mask` (`bool [b, offset + n]` or null) zeroes masked rows of
+ * both, as the full forward does. Returns the shifted rows `[b n d]` and the last `s` pre-shift
+ * rows `[b s d]` for the next call.
+ */
+function shiftedWithHistory(
+  x: tf.Tensor,
+  shifts: readonly number[],
+  mask: tf.Tensor | null,
+  prior: tf.Tensor | null,
+  s: number,
+  offset: number,
+): { out: tf.Tensor; rows: tf.Tensor } {
+  const [b, n, d] = x.shape as [number, number, number]
+  // Zero rows before position 0 are exactly the zero fill of the full forward's shift.
+  const history = prior ?? tf.zeros([b, s, d])
+  const window = tf.concat([history, x], 1)
+  let windowMask: tf.Tensor | null = null
+  if (mask !== null) {
+    // Mask columns offset - s … offset + n - 1; those before position 0 pad rows that are zero anyway.
+    const known = Math.min(offset, s)
+    const cols = tf.slice(mask, [0, offset - known], [b, known + n])
+    windowMask = known < s ? tf.concat([tf.zeros([b, s - known], 'bool'), cols], 1) : cols
+  }
+  const shifted = shiftTokens(window, shifts, windowMask)
+  return {
+    out: tf.slice(shifted, [0, s, 0], [b, n, d]),
+    rows: tf.slice(window, [0, n, 0], [b, s, d]),
   }
 }
 

@@ -272,10 +272,7 @@ export class TransformerWrapper extends Module {
   /** `tokens int32 [b n]` → logits `[b n logitsDim]` (or embeddings `[b n dim]` with `returnOnlyEmbed`). */
   forward(tokens: tf.Tensor, call: WrapperCall = {}): tf.Tensor3D {
     const result = this.run(tokens, call, false)
-    for (const { k, v } of result.cache) {
-      k.dispose()
-      v.dispose()
-    }
+    for (const { k, v, tokenShift } of result.cache) tf.dispose([k, v, ...(tokenShift ?? [])])
     if (result.logits === null) return result.embeddings
     result.embeddings.dispose()
     return result.logits
@@ -348,12 +345,20 @@ export class TransformerWrapper extends Module {
         hiddens: stack.hiddens,
         attention: stack.attention,
         cache: stack.cache.flatMap((c) => [c.k, c.v]),
+        cacheShift: stack.cache.map((c) => [...(c.tokenShift ?? [])]),
       } as unknown as Record<string, tf.Tensor | tf.Tensor[]>
     })
     const flatCache = out.cache as tf.Tensor[]
+    const shiftRows = out.cacheShift as unknown as tf.Tensor3D[][]
     const cache: AttentionCache[] = []
-    for (let i = 0; i < flatCache.length; i += 2)
-      cache.push({ k: flatCache[i] as tf.Tensor4D, v: flatCache[i + 1] as tf.Tensor4D })
+    for (let i = 0; i < flatCache.length; i += 2) {
+      const tokenShift = shiftRows[i / 2] ?? []
+      cache.push({
+        k: flatCache[i] as tf.Tensor4D,
+        v: flatCache[i + 1] as tf.Tensor4D,
+        ...(tokenShift.length > 0 ? { tokenShift } : {}),
+      })
+    }
     return {
       logits: (out.logits as tf.Tensor3D | undefined) ?? null,
       embeddings: out.embeddings as tf.Tensor3D,

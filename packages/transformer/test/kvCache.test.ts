@@ -138,8 +138,9 @@ describe('KV-cache hook: unsupported configurations', () => {
       wrapper: { ...WRAPPER, num_memory_tokens: 2 },
     })
     const shift = createFromXTransformers({
-      layers: 'Decoder',
-      layers_kwargs: { ...BASE, shift_tokens: 1 },
+      // An encoder's negative shifts read later tokens (a decoder's token shift is cached: cacheTokenShift.test.ts).
+      layers: 'Encoder',
+      layers_kwargs: { ...BASE, depth: 1, shift_tokens: 1 },
       wrapper: WRAPPER,
     })
     const plain = createFromXTransformers({ layers: 'Decoder', layers_kwargs: BASE, wrapper: WRAPPER })

@@ -186,7 +186,12 @@ describeEachBackend('stack options', () => {
     // Every returned tensor is new (none is the caller's x), and nothing else is left behind.
     const before = tf.memory().numTensors
     const r = stack.forward(x, { context, returnIntermediates: true })
-    const returned = [r.out, ...r.hiddens, ...r.attention, ...r.cache.flatMap((c) => [c.k, c.v])]
+    const returned = [
+      r.out,
+      ...r.hiddens,
+      ...r.attention,
+      ...r.cache.flatMap((c) => [c.k, c.v, ...(c.tokenShift ?? [])]),
+    ]
     expect(tf.memory().numTensors - before).toBe(new Set(returned.map((t) => t.id)).size)
     expect(r.hiddens.length).toBe(stack.layerTypes.length + 1)
     expect(r.attention.length).toBe(4)

@@ -93,7 +93,7 @@ describe('intermediates match x-transformers (cpu)', () => {
         ...result.attention,
       ])
         t?.dispose()
-      for (const { k, v } of result.cache) for (const t of [k, v]) t.dispose()
+      for (const { k, v, tokenShift } of result.cache) tf.dispose([k, v, ...(tokenShift ?? [])])
       for (const t of expected.values()) t.dispose()
       inputs.dispose()
       model.dispose()

@@ -10,6 +10,8 @@ const PKG = '@xattn/transformer'
 export interface CacheEntry {
   readonly k: tf.Tensor4D
   readonly v: tf.Tensor4D
+  /** Token shift rows `[b, maxShift, dim]` of the shifted layers this entry carries (constant size). */
+  readonly tokenShift?: readonly tf.Tensor3D[]
 }
 
 /**
@@ -18,7 +20,9 @@ export interface CacheEntry {
  * them.
  *
  * Growth: each generated token adds `2 · selfLayers · kvHeads · dimHead` floats (with
- * `valueDimHead = dimHead`), independent of `heads` under GQA/MQA.
+ * `valueDimHead = dimHead`), independent of `heads` under GQA/MQA. Token shift (`shift_tokens`)
+ * adds a constant `maxShift · dim` floats per shifted layer and sequence (the last pre-shift
+ * rows), held from the first step and not growing with the length.
  *
  * @example
  * const cache = new KvCache()
@@ -52,29 +56,27 @@ export class KvCache {
         `KvCache.update: the network returned ${entries.length} cache entries, previously ${this.current.length}`,
       )
     }
-    const kept = new Set(entries.flatMap(({ k, v }) => [k.id, v.id]))
-    for (const { k, v } of this.current ?? []) {
-      if (!kept.has(k.id)) k.dispose()
-      if (!kept.has(v.id)) v.dispose()
-    }
+    const kept = new Set(entries.flatMap(tensorsOf).map((t) => t.id))
+    for (const t of (this.current ?? []).flatMap(tensorsOf)) if (!kept.has(t.id)) t.dispose()
     this.current = entries
     this.length += n
   }
 
-  /** Floats held for keys and values (what grows per token). */
+  /** Floats held: keys and values (what grows per token) plus any constant token shift rows. */
   floats(): number {
     let total = 0
-    for (const { k, v } of this.current ?? []) total += k.size + v.size
+    for (const t of (this.current ?? []).flatMap(tensorsOf)) total += t.size
     return total
   }
 
   /** Frees every cached tensor; the cache is empty (offset 0) afterwards. */
   dispose(): void {
-    for (const { k, v } of this.current ?? []) {
-      k.dispose()
-      v.dispose()
-    }
+    for (const t of (this.current ?? []).flatMap(tensorsOf)) t.dispose()
     this.current = null
     this.length = 0
   }
+}
+
+function tensorsOf(entry: CacheEntry): tf.Tensor[] {
+  return [entry.k, entry.v, ...(entry.tokenShift ?? [])]
 }
