@@ -127,49 +127,18 @@ export const FEED_FORWARD_KEYS: OptionKeys<FeedForwardOptions> = {
 }
 
 /** A stack's `attn` / `crossAttn`: the attention options but `dim`, `heads`, `causal`, `rng`. */
-export const LAYER_ATTENTION_KEYS: OptionKeys<LayerAttentionOptions> = {
-  dimHead: true,
-  dimContext: true,
-  kvHeads: true,
-  oneKvHead: true,
-  valueDimHead: true,
-  numMemKv: true,
-  flash: true,
-  attention: true,
-  dropout: true,
-  qkNorm: true,
-  qkNormGroups: true,
-  qkNormScale: true,
-  qkNormDimScale: true,
-  gateValues: true,
-  swigluValues: true,
-  preTalkingHeads: true,
-  postTalkingHeads: true,
-  sparseTopk: true,
-  softclampLogits: true,
-  logitSoftclampValue: true,
-  headScale: true,
-  gateValueHeads: true,
-  addZeroKv: true,
-  maxAttendPast: true,
-  onAttn: true,
-  dimOut: true,
-  zeroInitOutput: true,
-}
+const {
+  dim: _attnDim,
+  heads: _heads,
+  causal: _attnCausal,
+  rng: _attnRng,
+  ...layerAttentionKeys
+} = ATTENTION_KEYS
+export const LAYER_ATTENTION_KEYS: OptionKeys<LayerAttentionOptions> = layerAttentionKeys
 
 /** A stack's `ff`: the feedforward options but `dim`, `rng`. */
-export const LAYER_FEED_FORWARD_KEYS: OptionKeys<LayerFeedForwardOptions> = {
-  dimOut: true,
-  mult: true,
-  glu: true,
-  gluMultBias: true,
-  swish: true,
-  reluSquared: true,
-  postActLn: true,
-  dropout: true,
-  noBias: true,
-  zeroInitOutput: true,
-}
+const { dim: _ffDim, rng: _ffRng, ...layerFeedForwardKeys } = FEED_FORWARD_KEYS
+export const LAYER_FEED_FORWARD_KEYS: OptionKeys<LayerFeedForwardOptions> = layerFeedForwardKeys
 
 export const ATTENTION_LAYERS_KEYS: OptionKeys<AttentionLayersOptions> = {
   dim: true,
